@@ -1,0 +1,88 @@
+// Shared helpers of the bindings: numpy <-> tensor views, and running core work off the GIL.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "attribfast/session.h"
+
+namespace attribfast::bindings {
+
+namespace py = pybind11;
+
+int element_type_of(const py::dtype& dtype);
+py::dtype dtype_of(int element_type);
+
+// A C-contiguous view of a numpy array; `keep` holds the (possibly converted) array alive.
+TensorView view_of(const py::array& array, py::array* keep);
+
+py::array to_numpy(int element_type, const std::vector<int64_t>& shape, const void* data);
+
+// Runs work(control, progress) on a worker thread with the GIL released. The calling thread wakes
+// every 50 ms to deliver progress to the Python callback and to check for signals: Ctrl-C cancels
+// the run (ORT's terminate flag) and raises KeyboardInterrupt here. Worker exceptions are rethrown
+// on the calling thread.
+template <typename Work>
+auto run_off_gil(const Runtime& rt, const py::object& progress, Work work) {
+  using Result = decltype(work(std::declval<RunControl&>(), std::declval<ProgressFn>()));
+  RunControl control(rt);
+  std::atomic<int64_t> done{0}, total{0};
+  ProgressFn on_progress = [&](int64_t d, int64_t t) {
+    done.store(d);
+    total.store(t);
+  };
+  Result result{};
+  std::exception_ptr error;
+  std::mutex mutex;
+  std::condition_variable finished_cv;
+  bool finished = false;
+  {
+    py::gil_scoped_release release;
+    std::thread worker([&] {
+      try {
+        result = work(control, on_progress);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      finished = true;
+      finished_cv.notify_all();
+    });
+    int64_t reported = -1;
+    for (;;) {
+      bool now_finished;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        now_finished = finished_cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return finished; });
+      }
+      py::gil_scoped_acquire acquire;
+      try {
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        if (!progress.is_none() && done.load() != reported) {
+          reported = done.load();
+          progress(reported, total.load());
+        }
+      } catch (...) {
+        control.cancel();
+        {
+          py::gil_scoped_release wait_without_gil;
+          worker.join();
+        }
+        throw;
+      }
+      if (now_finished) break;
+    }
+    worker.join();
+  }
+  if (error) std::rethrow_exception(error);
+  return result;
+}
+
+}  // namespace attribfast::bindings

@@ -1,0 +1,130 @@
+// An inference session over one ONNX graph: creation, introspection and (batched) runs on CPU tensors.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attribfast/runtime.h"
+
+namespace attribfast {
+
+struct SessionConfig {
+  int graph_optimization_level = ort::kEnableAll;  // 0, 1, 2 or 99, as in ORT
+  int intra_op_threads = 0;                         // 0: ORT's default (one per physical core)
+  std::string provider = "cpu";                     // "cpu" or "cuda"
+  int device_id = 0;
+  // Route runs through an IoBinding; always on for CUDA, optional on CPU (to test that path).
+  bool use_io_binding = false;
+  // When the requested provider cannot be used: run on CPU and record a warning, or throw.
+  bool allow_fallback = true;
+};
+
+struct TensorInfo {
+  std::string name;
+  int element_type = 0;
+  std::vector<int64_t> shape;                // -1 where the dimension is not fixed
+  std::vector<std::string> symbolic_shape;   // the dimension's name where it has one, else ""
+};
+
+// A borrowed, contiguous CPU tensor given to a run.
+struct TensorView {
+  int element_type = 0;
+  const void* data = nullptr;
+  std::vector<int64_t> shape;
+};
+
+// A run output; owns the ORT value that holds its data.
+class OutputTensor {
+ public:
+  OutputTensor(const Runtime& rt, ort::Value* value);
+  int element_type() const { return element_type_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  const void* data() const { return data_; }
+  size_t element_count() const;
+  size_t byte_size() const;
+
+ private:
+  OrtPtr<ort::Value> value_;
+  int element_type_ = 0;
+  std::vector<int64_t> shape_;
+  void* data_ = nullptr;
+};
+
+// Cancellation for runs in flight. cancel() may be called from any thread; it sets ORT's terminate
+// flag (the running batch stops inside ORT) and makes the next batch boundary throw CancelledError.
+class RunControl {
+ public:
+  explicit RunControl(const Runtime& rt);
+  void cancel();
+  bool cancelled() const { return cancelled_.load(); }
+  void throw_if_cancelled() const;
+  const ort::RunOptions* options() const { return options_.get(); }
+
+ private:
+  const Runtime* rt_;
+  OrtPtr<ort::RunOptions> options_;
+  std::atomic<bool> cancelled_{false};
+};
+
+size_t element_size(int element_type);
+
+using NamedTensor = std::pair<std::string, TensorView>;
+// Called at batch boundaries with (rows done, rows in all).
+using ProgressFn = std::function<void(int64_t, int64_t)>;
+
+class Session {
+ public:
+  Session(const Runtime& rt, const std::string& path, const SessionConfig& config);
+  Session(const Runtime& rt, const void* model_bytes, size_t size, const SessionConfig& config);
+
+  const std::vector<TensorInfo>& inputs() const { return inputs_; }
+  const std::vector<TensorInfo>& outputs() const { return outputs_; }
+  const TensorInfo* find_input(const std::string& name) const;
+  const TensorInfo* find_output(const std::string& name) const;
+  // The provider the session runs on, after any fallback.
+  const std::string& provider() const { return provider_; }
+  // Non-fatal events during creation (e.g. a fallback to CPU), for the caller to report.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  const Runtime& runtime() const { return *rt_; }
+
+  // Runs once. Thread-safe: several threads may run the same session at the same time.
+  std::vector<OutputTensor> run(const std::vector<NamedTensor>& inputs,
+                                const std::vector<std::string>& output_names,
+                                const RunControl* control = nullptr) const;
+
+  // Runs inputs that share a leading batch dimension in slices of batch_size rows and concatenates
+  // the outputs along that dimension (outputs must be batch-major too).
+  struct HostOutput {
+    int element_type = 0;
+    std::vector<int64_t> shape;
+    std::vector<unsigned char> bytes;
+  };
+  std::vector<HostOutput> run_batched(const std::vector<NamedTensor>& inputs,
+                                      const std::vector<std::string>& output_names, int64_t batch_size,
+                                      const RunControl* control, const ProgressFn& progress) const;
+
+ private:
+  void create(const void* bytes, size_t size, const std::string* path, const SessionConfig& config);
+  void configure_provider(ort::SessionOptions* options, const SessionConfig& config);
+  void introspect();
+  void validate(const std::vector<NamedTensor>& inputs, const std::vector<std::string>& output_names) const;
+  std::vector<OutputTensor> run_with_binding(const std::vector<OrtPtr<ort::Value>>& values,
+                                             const std::vector<const char*>& input_names,
+                                             const std::vector<const char*>& output_names,
+                                             const RunControl* control) const;
+
+  const Runtime* rt_;
+  OrtPtr<ort::Session> session_;
+  std::vector<TensorInfo> inputs_;
+  std::vector<TensorInfo> outputs_;
+  std::string provider_ = "cpu";
+  int device_id_ = 0;
+  bool use_io_binding_ = false;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace attribfast

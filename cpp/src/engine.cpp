@@ -1,0 +1,213 @@
+#include "attribfast/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+namespace attribfast {
+
+namespace {
+
+struct IdsHash {
+  size_t operator()(const std::vector<int64_t>* v) const {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int64_t x : *v) h = (h ^ static_cast<uint64_t>(x)) * 0x100000001b3ULL;
+    return static_cast<size_t>(h);
+  }
+};
+struct IdsEqual {
+  bool operator()(const std::vector<int64_t>* a, const std::vector<int64_t>* b) const { return *a == *b; }
+};
+
+int64_t row_elements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
+  if (policy.batch_size > 0) return policy.batch_size;
+  // Peak activations of one row: a few hidden-sized tensors per token (the MLP's 4x expansion
+  // dominates) plus the attention probabilities, float32.
+  const int64_t per_token = 4 * (16 * policy.hidden_size + 2 * policy.num_heads * seq_len);
+  const int64_t per_row = std::max<int64_t>(1, per_token * std::max<int64_t>(seq_len, 1));
+  return std::clamp<int64_t>(policy.memory_budget / per_row, 1, policy.max_batch_size);
+}
+
+ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy,
+                               const RunControl* control, ProgressFn progress)
+    : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
+      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()) {
+  const auto n_segments = problem_.suffixes.size();
+  if (problem_.ids.empty()) throw InvalidInputError("the input has no tokens");
+  if (n_segments == 0) throw InvalidInputError("at least one target segment is needed");
+  if (problem_.column_targets.size() != n_segments || problem_.horizons.size() != n_segments) {
+    throw InvalidInputError("column_targets and horizons need one entry per segment");
+  }
+  if (policy_.memory_budget <= 0) throw InvalidInputError("memory_budget must be positive");
+  const size_t n_columns = problem_.column_targets[0].size();
+  for (const auto& columns : problem_.column_targets) {
+    if (columns.size() != n_columns) throw InvalidInputError("every segment must have the same number of score columns");
+    for (int64_t t : columns) {
+      if (t < -1 || t >= problem_.n_targets) throw InvalidInputError("a score column names a target out of range");
+    }
+  }
+  if (session_.find_input(problem_.ids_input) == nullptr) {
+    throw InvalidInputError("the model has no ids input '" + problem_.ids_input + "'");
+  }
+  if (!problem_.mask_input.empty() && session_.find_input(problem_.mask_input) == nullptr) {
+    throw InvalidInputError("the model has no mask input '" + problem_.mask_input + "'");
+  }
+  const TensorInfo* score = session_.find_output(problem_.score_output);
+  if (score == nullptr) throw InvalidInputError("the model has no score output '" + problem_.score_output + "'");
+  if (score->element_type != ort::kFloat32 && score->element_type != ort::kFloat64) {
+    throw InvalidInputError("the score output '" + problem_.score_output + "' must be float32 or float64");
+  }
+  for (const auto& extra : problem_.extras) {
+    const size_t expected = n_segments * row_elements(extra.row_shape) * element_size(extra.element_type);
+    if (extra.data.size() != expected) {
+      throw InvalidInputError("extra input '" + extra.name + "' needs one row per segment");
+    }
+  }
+  extra_buffers_.resize(problem_.extras.size());
+}
+
+double ScoreEvaluator::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+const std::vector<double>& ScoreEvaluator::clean_scores() {
+  if (!have_clean_) {
+    std::vector<Row> rows;
+    for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
+      rows.push_back({0, static_cast<int64_t>(s), static_cast<int64_t>(problem_.ids.size() + problem_.suffixes[s].size())});
+    }
+    clean_.assign(problem_.n_targets, 0.0);
+    expect_rows(static_cast<int64_t>(rows.size()));
+    run_rows({&problem_.ids}, rows, clean_);
+    have_clean_ = true;
+  }
+  return clean_;
+}
+
+std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants) {
+  const int64_t n = n_positions();
+  const int64_t n_targets = problem_.n_targets;
+  const auto& clean = clean_scores();
+  // Distinct variants, each evaluated once; the clean input is already known.
+  std::unordered_map<const std::vector<int64_t>*, int64_t, IdsHash, IdsEqual> index_of;
+  std::vector<const std::vector<int64_t>*> unique;
+  std::vector<int64_t> unique_of(variants.size());
+  for (size_t v = 0; v < variants.size(); ++v) {
+    if (static_cast<int64_t>(variants[v].size()) != n) throw InvalidInputError("a variant has the wrong length");
+    if (variants[v] == problem_.ids) {
+      unique_of[v] = -1;
+      continue;
+    }
+    auto [it, inserted] = index_of.emplace(&variants[v], static_cast<int64_t>(unique.size()));
+    if (inserted) unique.push_back(&variants[v]);
+    unique_of[v] = it->second;
+  }
+  std::vector<double> unique_scores(unique.size() * n_targets);
+  std::vector<Row> rows;
+  for (size_t u = 0; u < unique.size(); ++u) {
+    const auto& ids = *unique[u];
+    int64_t first_changed = 0;
+    while (first_changed < n && ids[first_changed] == problem_.ids[first_changed]) ++first_changed;
+    for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
+      const int64_t horizon = problem_.horizons[s];
+      if (horizon >= 0 && first_changed > horizon) {
+        // A causal model cannot see this change from the scored positions: the scores are clean.
+        for (int64_t t : problem_.column_targets[s]) if (t >= 0) unique_scores[u * n_targets + t] = clean[t];
+        continue;
+      }
+      rows.push_back({static_cast<int64_t>(u), static_cast<int64_t>(s),
+                      n + static_cast<int64_t>(problem_.suffixes[s].size())});
+    }
+  }
+  expect_rows(static_cast<int64_t>(rows.size()));
+  run_rows(unique, rows, unique_scores);
+  std::vector<double> scores(variants.size() * n_targets);
+  for (size_t v = 0; v < variants.size(); ++v) {
+    const double* src = unique_of[v] < 0 ? clean.data() : &unique_scores[unique_of[v] * n_targets];
+    std::copy(src, src + n_targets, &scores[v * n_targets]);
+  }
+  return scores;
+}
+
+void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
+                              std::vector<double>& out) {
+  // Bucket by length so that a batch pads little.
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.length < b.length; });
+  const int64_t n = n_positions();
+  const int64_t n_targets = problem_.n_targets;
+  size_t begin = 0;
+  while (begin < rows.size()) {
+    if (control_) control_->throw_if_cancelled();
+    // Grow the batch while the longest row (the last, rows are sorted) still fits the budget.
+    size_t end = begin + 1;
+    while (end < rows.size() &&
+           static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy_, rows[end].length)) {
+      ++end;
+    }
+    const int64_t batch = static_cast<int64_t>(end - begin);
+    const int64_t seq = rows[end - 1].length;
+    ids_buffer_.assign(batch * seq, problem_.pad_id);
+    mask_buffer_.assign(batch * seq, 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      const Row& row = rows[begin + b];
+      const auto& ids = *variants[row.variant];
+      const auto& suffix = problem_.suffixes[row.segment];
+      int64_t* dest = &ids_buffer_[b * seq];
+      std::copy(ids.begin(), ids.end(), dest);
+      std::copy(suffix.begin(), suffix.end(), dest + n);
+      std::fill(&mask_buffer_[b * seq], &mask_buffer_[b * seq] + row.length, 1);
+    }
+    std::vector<NamedTensor> inputs;
+    inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, ids_buffer_.data(), {batch, seq}});
+    if (!problem_.mask_input.empty()) {
+      inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask_buffer_.data(), {batch, seq}});
+    }
+    for (size_t e = 0; e < problem_.extras.size(); ++e) {
+      const auto& extra = problem_.extras[e];
+      const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
+      auto& buffer = extra_buffers_[e];
+      buffer.resize(batch * row_bytes);
+      for (int64_t b = 0; b < batch; ++b) {
+        std::memcpy(&buffer[b * row_bytes], &extra.data[rows[begin + b].segment * row_bytes], row_bytes);
+      }
+      std::vector<int64_t> shape{batch};
+      shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
+      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer.data(), shape});
+    }
+    auto outputs = session_.run(inputs, {problem_.score_output}, control_);
+    const auto& scores = outputs[0];
+    const size_t n_columns = problem_.column_targets[0].size();
+    if (scores.shape().size() != 2 || scores.shape()[0] != batch || static_cast<size_t>(scores.shape()[1]) != n_columns) {
+      throw RuntimeBackendError("the score output must have shape [batch, " + std::to_string(n_columns) + "]");
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      const Row& row = rows[begin + b];
+      const auto& columns = problem_.column_targets[row.segment];
+      for (size_t c = 0; c < n_columns; ++c) {
+        if (columns[c] < 0) continue;
+        const size_t k = b * n_columns + c;
+        const double value = scores.element_type() == ort::kFloat32 ? static_cast<const float*>(scores.data())[k]
+                                                                     : static_cast<const double*>(scores.data())[k];
+        if (!std::isfinite(value)) {
+          throw NumericalError("the model returned a non-finite score (" + std::to_string(value) + ") for target " +
+                               std::to_string(columns[c]));
+        }
+        out[row.variant * n_targets + columns[c]] = value;
+      }
+    }
+    rows_run_ += batch;
+    if (progress_) progress_(rows_run_, std::max(rows_run_, rows_expected_));
+    begin = end;
+  }
+}
+
+}  // namespace attribfast

@@ -1,0 +1,275 @@
+#include "attribfast/gradient.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "attribfast/math.h"
+
+namespace attribfast {
+
+namespace {
+
+int64_t row_elements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const float* embedding_row(const GradientProblem& problem, int64_t id) {
+  if (id < 0 || id >= problem.vocab_size) {
+    throw InvalidInputError("token id " + std::to_string(id) + " is outside the vocabulary (" +
+                            std::to_string(problem.vocab_size) + ")");
+  }
+  return problem.embeddings + id * problem.hidden_size;
+}
+
+// Reduces per-dimension values of one position to one number.
+double aggregate(const double* values, int64_t hidden, Aggregation aggregation) {
+  double total = 0.0;
+  if (aggregation == Aggregation::kSum) {
+    for (int64_t h = 0; h < hidden; ++h) total += values[h];
+    return total;
+  }
+  for (int64_t h = 0; h < hidden; ++h) total += values[h] * values[h];
+  return std::sqrt(total);
+}
+
+}  // namespace
+
+GradientRunner::GradientRunner(const Session& session, GradientProblem problem, BatchPolicy policy,
+                               const RunControl* control, ProgressFn progress)
+    : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
+      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()) {
+  const int64_t n = n_positions();
+  const int64_t hidden = problem_.hidden_size;
+  if (n == 0) throw InvalidInputError("the input has no tokens");
+  if (problem_.suffixes.empty()) throw InvalidInputError("at least one target is needed");
+  if (problem_.embeddings == nullptr || hidden <= 0 || problem_.vocab_size <= 0) {
+    throw InvalidInputError("the embedding matrix is missing");
+  }
+  if (static_cast<int64_t>(problem_.baseline.size()) != n * hidden) {
+    throw InvalidInputError("the baseline must have shape [" + std::to_string(n) + ", " + std::to_string(hidden) + "]");
+  }
+  auto require = [](bool found, const std::string& what, const std::string& name) {
+    if (!found) throw InvalidInputError("the gradient graph has no " + what + " '" + name + "'");
+  };
+  require(session_.find_input(problem_.embeds_input) != nullptr, "embeddings input", problem_.embeds_input);
+  require(session_.find_output(problem_.score_output) != nullptr, "score output", problem_.score_output);
+  require(session_.find_output(problem_.gradient_output) != nullptr, "gradient output", problem_.gradient_output);
+  for (const auto& extra : problem_.extras) {
+    const size_t expected = problem_.suffixes.size() * row_elements(extra.row_shape) * element_size(extra.element_type);
+    if (extra.data.size() != expected) throw InvalidInputError("extra input '" + extra.name + "' needs one row per target");
+  }
+  input_.resize(n * hidden);
+  for (int64_t p = 0; p < n; ++p) {
+    const float* row = embedding_row(problem_, problem_.ids[p]);
+    std::copy(row, row + hidden, &input_[p * hidden]);
+  }
+  extra_buffers_.resize(problem_.extras.size());
+}
+
+double GradientRunner::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) {
+  const int64_t n = n_positions();
+  const int64_t hidden = problem_.hidden_size;
+  expect_rows(static_cast<int64_t>(rows.size()));
+  // Bucket by length: rows of the same target have the same length.
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  auto length = [&](size_t r) { return n + static_cast<int64_t>(problem_.suffixes[rows[r].target].size()); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return length(a) < length(b); });
+  // A backward pass keeps the forward activations and adds the gradient of the embeddings.
+  BatchPolicy policy = policy_;
+  if (policy.batch_size <= 0) policy.memory_budget = std::max<int64_t>(1, policy.memory_budget / 3);
+  size_t begin = 0;
+  while (begin < order.size()) {
+    if (control_) control_->throw_if_cancelled();
+    size_t end = begin + 1;
+    while (end < order.size() && static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy, length(order[end]))) {
+      ++end;
+    }
+    const int64_t batch = static_cast<int64_t>(end - begin);
+    const int64_t seq = length(order[end - 1]);
+    embeds_buffer_.assign(batch * seq * hidden, 0.0f);
+    mask_buffer_.assign(batch * seq, 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      const Row& row = rows[order[begin + b]];
+      float* dest = &embeds_buffer_[b * seq * hidden];
+      const float alpha = static_cast<float>(row.alpha);
+      for (int64_t k = 0; k < n * hidden; ++k) {
+        dest[k] = problem_.baseline[k] + alpha * (input_[k] - problem_.baseline[k]);
+      }
+      const auto& suffix = problem_.suffixes[row.target];
+      for (size_t s = 0; s < suffix.size(); ++s) {
+        const float* e = embedding_row(problem_, suffix[s]);
+        std::copy(e, e + hidden, dest + (n + s) * hidden);
+      }
+      std::fill(&mask_buffer_[b * seq], &mask_buffer_[b * seq] + length(order[begin + b]), 1);
+    }
+    std::vector<NamedTensor> inputs;
+    inputs.emplace_back(problem_.embeds_input, TensorView{ort::kFloat32, embeds_buffer_.data(), {batch, seq, hidden}});
+    if (!problem_.mask_input.empty()) {
+      inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask_buffer_.data(), {batch, seq}});
+    }
+    for (size_t e = 0; e < problem_.extras.size(); ++e) {
+      const auto& extra = problem_.extras[e];
+      const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
+      auto& buffer = extra_buffers_[e];
+      buffer.resize(batch * row_bytes);
+      for (int64_t b = 0; b < batch; ++b) {
+        std::memcpy(&buffer[b * row_bytes], &extra.data[rows[order[begin + b]].target * row_bytes], row_bytes);
+      }
+      std::vector<int64_t> shape{batch};
+      shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
+      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer.data(), shape});
+    }
+    auto outputs = session_.run(inputs, {problem_.score_output, problem_.gradient_output}, control_);
+    const auto& scores = outputs[0];
+    const auto& grads = outputs[1];
+    if (scores.element_type() != ort::kFloat32 || grads.element_type() != ort::kFloat32) {
+      throw RuntimeBackendError("the gradient graph must return float32 scores and gradients");
+    }
+    if (scores.element_count() != static_cast<size_t>(batch) || grads.shape() != std::vector<int64_t>{batch, seq, hidden}) {
+      throw RuntimeBackendError("the gradient graph must return scores [batch, 1] and gradients [batch, seq, hidden]");
+    }
+    const auto* score_data = static_cast<const float*>(scores.data());
+    const auto* grad_data = static_cast<const float*>(grads.data());
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* g = grad_data + b * seq * hidden;
+      const bool finite = std::isfinite(score_data[b]) &&
+                          std::all_of(g, g + n * hidden, [](float v) { return std::isfinite(v); });
+      if (!finite) throw NumericalError("the model returned a non-finite score or gradient");
+      consume(order[begin + b], score_data[b], g);
+    }
+    rows_run_ += batch;
+    if (progress_) progress_(rows_run_, std::max(rows_run_, rows_expected_));
+    begin = end;
+  }
+}
+
+AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedGradientsParams& params) {
+  const int64_t n = runner.n_positions();
+  const int64_t hidden = runner.hidden_size();
+  const int64_t n_targets = runner.n_targets();
+  if (params.tolerance < 0) throw InvalidInputError("tolerance must be >= 0");
+  if (params.tolerance > 0 && params.max_steps < params.n_steps) {
+    throw InvalidInputError("max_steps must be >= n_steps");
+  }
+  AttributionResult result;
+  result.n_positions = n;
+  result.n_targets = n_targets;
+  result.matrix.assign(n * n_targets, 0.0);
+  result.clean_scores.assign(n_targets, 0.0);
+  result.delta.assign(n_targets, 0.0);
+  result.steps.assign(n_targets, params.n_steps);
+  std::vector<double> baseline_scores(n_targets, 0.0);
+  const auto& x = runner.input_embeddings();
+  const auto& base = runner.baseline();
+
+  std::vector<int64_t> pending(n_targets);
+  std::iota(pending.begin(), pending.end(), 0);
+  bool first_round = true;
+  int64_t steps = params.n_steps;
+  while (!pending.empty()) {
+    const math::Quadrature rule = math::quadrature(params.method, static_cast<int>(steps));
+    std::vector<GradientRunner::Row> rows;
+    std::vector<double> row_weight;
+    for (int64_t t : pending) {
+      if (first_round) {
+        // f(input) and f(baseline) in the same sweep, for the convergence delta.
+        rows.push_back({t, 1.0});
+        row_weight.push_back(-1.0);
+        rows.push_back({t, 0.0});
+        row_weight.push_back(-2.0);
+      }
+      for (size_t k = 0; k < rule.alphas.size(); ++k) {
+        rows.push_back({t, rule.alphas[k]});
+        row_weight.push_back(rule.weights[k]);
+      }
+    }
+    // Weighted gradient sums per pending target, [n, hidden] each.
+    std::vector<std::vector<double>> path_gradient(n_targets);
+    for (int64_t t : pending) path_gradient[t].assign(n * hidden, 0.0);
+    runner.run(rows, [&](size_t r, double score, const float* grad) {
+      const int64_t t = rows[r].target;
+      if (row_weight[r] == -1.0) { result.clean_scores[t] = score; return; }
+      if (row_weight[r] == -2.0) { baseline_scores[t] = score; return; }
+      auto& acc = path_gradient[t];
+      const double w = row_weight[r];
+      for (int64_t k = 0; k < n * hidden; ++k) acc[k] += w * grad[k];
+    });
+    std::vector<int64_t> retry;
+    std::vector<double> contribution(hidden);
+    for (int64_t t : pending) {
+      double total = 0.0;
+      for (int64_t p = 0; p < n; ++p) {
+        for (int64_t h = 0; h < hidden; ++h) {
+          const int64_t k = p * hidden + h;
+          contribution[h] = (static_cast<double>(x[k]) - base[k]) * path_gradient[t][k];
+          total += contribution[h];
+        }
+        result.matrix[p * n_targets + t] = aggregate(contribution.data(), hidden, params.aggregation);
+      }
+      result.delta[t] = total - (result.clean_scores[t] - baseline_scores[t]);
+      result.steps[t] = steps;
+      if (params.tolerance > 0 && std::fabs(result.delta[t]) > params.tolerance && steps * 2 <= params.max_steps) {
+        retry.push_back(t);
+      }
+    }
+    pending = retry;
+    steps *= 2;
+    first_round = false;
+  }
+  result.rows_run = runner.rows_run();
+  result.seconds = runner.seconds();
+  return result;
+}
+
+namespace {
+
+AttributionResult gradient_at_input(GradientRunner& runner, Aggregation aggregation, bool times_input) {
+  const int64_t n = runner.n_positions();
+  const int64_t hidden = runner.hidden_size();
+  const int64_t n_targets = runner.n_targets();
+  AttributionResult result;
+  result.n_positions = n;
+  result.n_targets = n_targets;
+  result.matrix.assign(n * n_targets, 0.0);
+  result.clean_scores.assign(n_targets, 0.0);
+  std::vector<GradientRunner::Row> rows;
+  for (int64_t t = 0; t < n_targets; ++t) rows.push_back({t, 1.0});
+  const auto& x = runner.input_embeddings();
+  std::vector<double> values(hidden);
+  runner.run(rows, [&](size_t r, double score, const float* grad) {
+    const int64_t t = rows[r].target;
+    result.clean_scores[t] = score;
+    for (int64_t p = 0; p < n; ++p) {
+      for (int64_t h = 0; h < hidden; ++h) {
+        const double g = grad[p * hidden + h];
+        // Saliency sums |grad| (Captum's abs=True); the L2 option is the gradient's norm.
+        values[h] = times_input ? g * x[p * hidden + h] : (aggregation == Aggregation::kSum ? std::fabs(g) : g);
+      }
+      result.matrix[p * n_targets + t] = aggregate(values.data(), hidden, aggregation);
+    }
+  });
+  result.rows_run = runner.rows_run();
+  result.seconds = runner.seconds();
+  return result;
+}
+
+}  // namespace
+
+AttributionResult saliency(GradientRunner& runner, Aggregation aggregation) {
+  return gradient_at_input(runner, aggregation, false);
+}
+
+AttributionResult input_x_gradient(GradientRunner& runner, Aggregation aggregation) {
+  return gradient_at_input(runner, aggregation, true);
+}
+
+}  // namespace attribfast

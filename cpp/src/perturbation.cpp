@@ -1,0 +1,238 @@
+#include "attribfast/perturbation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "attribfast/math.h"
+
+namespace attribfast {
+
+namespace {
+
+AttributionResult empty_result(ScoreEvaluator& evaluator) {
+  AttributionResult result;
+  result.n_positions = evaluator.n_positions();
+  result.n_targets = evaluator.n_targets();
+  result.matrix.assign(result.n_positions * result.n_targets, 0.0);
+  result.clean_scores = evaluator.clean_scores();
+  return result;
+}
+
+void finish(ScoreEvaluator& evaluator, AttributionResult& result) {
+  result.rows_run = evaluator.rows_run();
+  result.seconds = evaluator.seconds();
+}
+
+// Spreads per-feature values [m, n_targets] to positions through the groups.
+void spread(const std::vector<double>& per_feature, const std::vector<int64_t>& groups, int64_t n_targets,
+            std::vector<double>& per_position) {
+  for (size_t p = 0; p < groups.size(); ++p) {
+    if (groups[p] < 0) continue;
+    std::copy(&per_feature[groups[p] * n_targets], &per_feature[groups[p] * n_targets] + n_targets,
+              &per_position[p * n_targets]);
+  }
+}
+
+}  // namespace
+
+int64_t count_groups(const std::vector<int64_t>& groups, int64_t n_positions) {
+  if (static_cast<int64_t>(groups.size()) != n_positions) {
+    throw InvalidInputError("feature groups must have one entry per input token (" + std::to_string(n_positions) +
+                            "), got " + std::to_string(groups.size()));
+  }
+  int64_t m = 0;
+  for (int64_t g : groups) {
+    if (g < -1) throw InvalidInputError("feature group ids must be >= 0 (or -1 to keep a token fixed)");
+    m = std::max(m, g + 1);
+  }
+  std::vector<bool> used(m, false);
+  for (int64_t g : groups) if (g >= 0) used[g] = true;
+  if (std::find(used.begin(), used.end(), false) != used.end()) {
+    throw InvalidInputError("feature group ids must be consecutive from 0");
+  }
+  if (m == 0) throw InvalidInputError("no token is part of a feature group");
+  return m;
+}
+
+std::vector<int64_t> ablate(const std::vector<int64_t>& ids, const std::vector<int64_t>& groups,
+                            const std::vector<uint8_t>& ablated, int64_t baseline_id) {
+  std::vector<int64_t> variant = ids;
+  for (size_t p = 0; p < ids.size(); ++p) {
+    if (groups[p] >= 0 && ablated[groups[p]]) variant[p] = baseline_id;
+  }
+  return variant;
+}
+
+AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params) {
+  const auto windows = math::occlusion_windows(evaluator.n_positions(), params.window, params.stride);
+  std::vector<std::vector<int64_t>> variants;
+  for (const auto& [start, end] : windows) {
+    variants.push_back(evaluator.ids());
+    std::fill(variants.back().begin() + start, variants.back().begin() + end, params.baseline_id);
+  }
+  AttributionResult result = empty_result(evaluator);
+  const auto scores = evaluator.evaluate(variants);
+  const int64_t n_targets = result.n_targets;
+  std::vector<int64_t> coverage(result.n_positions, 0);
+  for (size_t w = 0; w < windows.size(); ++w) {
+    for (int64_t p = windows[w].first; p < windows[w].second; ++p) {
+      ++coverage[p];
+      for (int64_t t = 0; t < n_targets; ++t) {
+        result.matrix[p * n_targets + t] += result.clean_scores[t] - scores[w * n_targets + t];
+      }
+    }
+  }
+  // Overlapping windows are averaged, as Captum divides by how often each position was occluded.
+  for (int64_t p = 0; p < result.n_positions; ++p) {
+    for (int64_t t = 0; t < n_targets; ++t) result.matrix[p * n_targets + t] /= coverage[p];
+  }
+  finish(evaluator, result);
+  return result;
+}
+
+AttributionResult feature_ablation(ScoreEvaluator& evaluator, const AblationParams& params) {
+  const int64_t m = count_groups(params.groups, evaluator.n_positions());
+  std::vector<std::vector<int64_t>> variants;
+  for (int64_t g = 0; g < m; ++g) {
+    std::vector<uint8_t> ablated(m, 0);
+    ablated[g] = 1;
+    variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+  }
+  AttributionResult result = empty_result(evaluator);
+  const auto scores = evaluator.evaluate(variants);
+  const int64_t n_targets = result.n_targets;
+  std::vector<double> per_feature(m * n_targets);
+  for (int64_t g = 0; g < m; ++g) {
+    for (int64_t t = 0; t < n_targets; ++t) {
+      per_feature[g * n_targets + t] = result.clean_scores[t] - scores[g * n_targets + t];
+    }
+  }
+  spread(per_feature, params.groups, n_targets, result.matrix);
+  finish(evaluator, result);
+  return result;
+}
+
+AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParams& params) {
+  const int64_t m = count_groups(params.groups, evaluator.n_positions());
+  const bool explicit_permutations = !params.permutations.empty();
+  int64_t n_permutations = params.n_permutations;
+  if (explicit_permutations) {
+    if (params.permutations.size() % m != 0) {
+      throw InvalidInputError("permutations must have shape [n, " + std::to_string(m) + "]");
+    }
+    n_permutations = static_cast<int64_t>(params.permutations.size()) / m;
+    for (int64_t i = 0; i < n_permutations; ++i) {
+      std::vector<int64_t> sorted(&params.permutations[i * m], &params.permutations[i * m] + m);
+      std::sort(sorted.begin(), sorted.end());
+      for (int64_t j = 0; j < m; ++j) {
+        if (sorted[j] != j) throw InvalidInputError("each row of permutations must be a permutation of 0..m-1");
+      }
+    }
+  }
+  if (n_permutations < 1) throw InvalidInputError("n_permutations must be >= 1");
+  AttributionResult result = empty_result(evaluator);
+  const int64_t n_targets = result.n_targets;
+  std::vector<double> sum(m * n_targets, 0.0), sum_squares(m * n_targets, 0.0);
+  math::Rng rng(params.seed);
+  // Enough permutations per sweep to fill whole batches, checking the budget between sweeps.
+  const int64_t chunk = std::max<int64_t>(1, 512 / std::max<int64_t>(m, 1));
+  int64_t done = 0;
+  while (done < n_permutations) {
+    const int64_t count = std::min(chunk, n_permutations - done);
+    std::vector<std::vector<int64_t>> orders;
+    std::vector<std::vector<int64_t>> variants;
+    for (int64_t i = 0; i < count; ++i) {
+      orders.push_back(explicit_permutations
+                           ? std::vector<int64_t>(&params.permutations[(done + i) * m],
+                                                  &params.permutations[(done + i) * m] + m)
+                           : rng.permutation(m));
+      // Start from every feature ablated and switch features on in permutation order.
+      std::vector<uint8_t> ablated(m, 1);
+      variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+      for (int64_t j = 0; j < m; ++j) {
+        ablated[orders.back()[j]] = 0;
+        variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+      }
+    }
+    const auto scores = evaluator.evaluate(variants);
+    for (int64_t i = 0; i < count; ++i) {
+      const double* base = &scores[i * (m + 1) * n_targets];
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t feature = orders[i][j];
+        for (int64_t t = 0; t < n_targets; ++t) {
+          const double marginal = base[(j + 1) * n_targets + t] - base[j * n_targets + t];
+          sum[feature * n_targets + t] += marginal;
+          sum_squares[feature * n_targets + t] += marginal * marginal;
+        }
+      }
+    }
+    done += count;
+    const bool over_evaluations = params.max_evaluations > 0 && evaluator.rows_run() >= params.max_evaluations;
+    const bool over_time = params.max_seconds > 0 && evaluator.seconds() >= params.max_seconds;
+    if (over_evaluations || over_time) break;
+  }
+  std::vector<double> mean(m * n_targets), error(m * n_targets);
+  for (int64_t k = 0; k < m * n_targets; ++k) {
+    mean[k] = sum[k] / done;
+    // Sample standard deviation of the marginals over permutations, divided by sqrt(permutations).
+    error[k] = done > 1 ? std::sqrt(std::max(0.0, (sum_squares[k] - done * mean[k] * mean[k]) / (done - 1)) / done)
+                        : std::numeric_limits<double>::infinity();
+  }
+  result.standard_error.assign(result.n_positions * n_targets, 0.0);
+  spread(mean, params.groups, n_targets, result.matrix);
+  spread(error, params.groups, n_targets, result.standard_error);
+  result.samples = done;
+  finish(evaluator, result);
+  return result;
+}
+
+SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
+  if (params.n_samples < 1) throw InvalidInputError("n_samples must be >= 1");
+  SurrogateSamples samples;
+  if (params.kind == SurrogateKind::kKernelShap) {
+    // The full and the empty coalition carry a very large weight (theoretically infinite), which
+    // pins the fit to f(x) and f(baseline), as Captum does; sampled coalitions weigh 1 because
+    // they are drawn from the Shapley kernel already.
+    samples.coalitions.assign(m, 1);
+    samples.coalitions.insert(samples.coalitions.end(), m, 0);
+    samples.weights = {1e6, 1e6};
+    if (m >= 2) {
+      const auto drawn = math::kernel_shap_coalitions(m, params.n_samples, params.seed);
+      samples.coalitions.insert(samples.coalitions.end(), drawn.begin(), drawn.end());
+      samples.weights.insert(samples.weights.end(), params.n_samples, 1.0);
+    }
+  } else {
+    if (params.kernel_width <= 0) throw InvalidInputError("kernel_width must be positive");
+    samples.coalitions = math::lime_coalitions(m, params.n_samples, params.seed);
+    for (int64_t i = 0; i < params.n_samples; ++i) {
+      samples.weights.push_back(math::lime_similarity(&samples.coalitions[i * m], m, params.kernel_width));
+    }
+  }
+  return samples;
+}
+
+AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params) {
+  const int64_t m = count_groups(params.groups, evaluator.n_positions());
+  if (params.ridge < 0) throw InvalidInputError("ridge must be >= 0");
+  const SurrogateSamples samples = surrogate_samples(params, m);
+  const int64_t n = static_cast<int64_t>(samples.weights.size());
+  std::vector<std::vector<int64_t>> variants;
+  std::vector<uint8_t> ablated(m);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < m; ++j) ablated[j] = samples.coalitions[i * m + j] ? 0 : 1;
+    variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+  }
+  AttributionResult result = empty_result(evaluator);
+  const int64_t n_targets = result.n_targets;
+  const auto scores = evaluator.evaluate(variants);
+  std::vector<double> x(samples.coalitions.begin(), samples.coalitions.end());
+  const auto beta = math::weighted_least_squares(x, scores, samples.weights, n, m, n_targets, params.ridge);
+  std::vector<double> per_feature(beta.begin(), beta.begin() + m * n_targets);
+  spread(per_feature, params.groups, n_targets, result.matrix);
+  result.samples = n;
+  finish(evaluator, result);
+  return result;
+}
+
+}  // namespace attribfast

@@ -1,0 +1,86 @@
+"""Every error attribfast raises. All derive from :class:`AttribfastError`.
+
+This module is pure Python and imports nothing from the package: the compiled core imports it to
+raise these classes.
+"""
+
+
+class AttribfastError(Exception):
+    """Base class of attribfast's errors."""
+
+
+class LibraryError(AttribfastError):
+    """The ONNX Runtime shared library is missing, cannot be loaded, or is too old."""
+
+
+class ModelLoadError(AttribfastError):
+    """An ONNX model could not be loaded (missing file, corrupt bytes, invalid graph)."""
+
+
+class InvalidInputError(AttribfastError, ValueError):
+    """Inputs do not fit the model or the method (names, dtypes, shapes, parameter values)."""
+
+
+class RuntimeBackendError(AttribfastError):
+    """ONNX Runtime failed while running a model."""
+
+
+class NonFiniteScoreError(AttribfastError):
+    """The model produced NaN or infinite scores or gradients."""
+
+
+class CancelledError(AttribfastError):
+    """The run was cancelled before it finished."""
+
+
+class ProviderWarning(UserWarning):
+    """A requested execution provider could not be used; the session runs elsewhere."""
+
+
+# Bundles and export.
+class ExportError(AttribfastError):
+    """Exporting a model to a bundle failed (including validation above tolerance)."""
+
+
+class UnknownTaskError(ExportError, InvalidInputError):
+    """The task is not one attribfast knows."""
+
+
+class UnsupportedArchitectureError(ExportError):
+    """The model's architecture cannot be exported for the task."""
+
+
+class MissingTokenizerError(ExportError):
+    """The model directory has no tokenizer files."""
+
+
+class OutputExistsError(ExportError, FileExistsError):
+    """The output directory exists and overwrite was not requested."""
+
+
+class BundleError(AttribfastError):
+    """A bundle is missing files or is malformed."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file's sha256 does not match its manifest."""
+
+
+class BundleVersionError(BundleError):
+    """The bundle was written with a newer schema version than this attribfast reads."""
+
+
+# Attribution requests.
+class TargetError(InvalidInputError):
+    """Targets are unknown, empty, or of the wrong kind for the task."""
+
+
+class MethodNotAvailableError(InvalidInputError):
+    """The method is unknown or cannot run on this model (e.g. no gradient graph)."""
+
+
+class InputTooLongError(InvalidInputError):
+    """The input is longer than the model's maximum length and truncation was not requested."""
+
+
+__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Warning | Exception)]
