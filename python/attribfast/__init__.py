@@ -2,7 +2,8 @@
 
 from . import errors
 from ._runtime import RuntimeInfo, runtime_info
+from .session import Session
 
 __version__ = "0.1.0"
 
-__all__ = ["RuntimeInfo", "errors", "runtime_info"]
+__all__ = ["RuntimeInfo", "Session", "errors", "runtime_info"]

@@ -1,0 +1,232 @@
+// C++ tests of the core. Pure-math tests always run; engine tests need
+//   --ort-lib <libonnxruntime.so> --models <dir with linear_score.onnx>
+// (the Python suite builds this binary, writes the models and passes both).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "attribfast/engine.h"
+#include "attribfast/math.h"
+#include "attribfast/perturbation.h"
+
+using namespace attribfast;
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define EXPECT(condition)                                                              \
+  do {                                                                                 \
+    ++g_checks;                                                                        \
+    if (!(condition)) {                                                                \
+      ++g_failures;                                                                    \
+      std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #condition);    \
+    }                                                                                  \
+  } while (0)
+#define EXPECT_NEAR(a, b, tol) EXPECT(std::fabs((a) - (b)) <= (tol))
+
+template <typename E>
+bool throws(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+  return false;
+}
+
+void test_quadrature() {
+  auto gl = math::quadrature("gausslegendre", 2);
+  EXPECT_NEAR(gl.alphas[0], 0.5 - 0.5 / std::sqrt(3.0), 1e-15);
+  EXPECT_NEAR(gl.alphas[1], 0.5 + 0.5 / std::sqrt(3.0), 1e-15);
+  EXPECT_NEAR(gl.weights[0], 0.5, 1e-15);
+  // 5-point Gauss-Legendre integrates x^9 exactly on [0, 1].
+  auto gl5 = math::quadrature("gausslegendre", 5);
+  double integral = 0;
+  for (int i = 0; i < 5; ++i) integral += gl5.weights[i] * std::pow(gl5.alphas[i], 9);
+  EXPECT_NEAR(integral, 0.1, 1e-14);
+  auto left = math::quadrature("riemann_left", 4);
+  EXPECT(left.alphas == (std::vector<double>{0.0, 0.25, 0.5, 0.75}));
+  auto right = math::quadrature("riemann_right", 4);
+  EXPECT(right.alphas == (std::vector<double>{0.25, 0.5, 0.75, 1.0}));
+  auto middle = math::quadrature("riemann_middle", 4);
+  EXPECT_NEAR(middle.alphas[0], 0.125, 1e-15);
+  EXPECT_NEAR(middle.alphas[3], 0.875, 1e-15);
+  auto captum_trapezoid = math::quadrature("riemann_trapezoid", 4);
+  EXPECT_NEAR(std::accumulate(captum_trapezoid.weights.begin(), captum_trapezoid.weights.end(), 0.0), 0.75, 1e-15);
+  auto trapezoid = math::quadrature("trapezoid", 4);
+  EXPECT_NEAR(std::accumulate(trapezoid.weights.begin(), trapezoid.weights.end(), 0.0), 1.0, 1e-15);
+  EXPECT(throws<InvalidInputError>([] { math::quadrature("simpson", 4); }));
+  EXPECT(throws<InvalidInputError>([] { math::quadrature("riemann_left", 1); }));
+}
+
+void test_windows() {
+  using W = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT(math::occlusion_windows(5, 2, 2) == (W{{0, 2}, {2, 4}, {4, 5}}));
+  EXPECT(math::occlusion_windows(4, 2, 1) == (W{{0, 2}, {1, 3}, {2, 4}}));
+  EXPECT(math::occlusion_windows(3, 1, 1) == (W{{0, 1}, {1, 2}, {2, 3}}));
+  EXPECT(throws<InvalidInputError>([] { math::occlusion_windows(3, 4, 1); }));
+}
+
+void test_sampling() {
+  math::Rng a(42), b(42);
+  EXPECT(a.next() == b.next());
+  auto p = a.permutation(10);
+  auto sorted = p;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 10; ++i) EXPECT(sorted[i] == i);
+  EXPECT_NEAR(math::shapley_kernel_weight(4, 1), 3.0 / (4 * 1 * 3), 1e-15);
+  EXPECT_NEAR(math::shapley_kernel_weight(4, 1), math::shapley_kernel_weight(4, 3), 1e-15);
+  EXPECT(math::shapley_kernel_weight(4, 0) == 0.0);
+  auto coalitions = math::kernel_shap_coalitions(6, 100, 7);
+  for (int i = 0; i < 100; ++i) {
+    int k = 0;
+    for (int j = 0; j < 6; ++j) k += coalitions[i * 6 + j];
+    EXPECT(k >= 1 && k <= 5);
+  }
+  const uint8_t all[3] = {1, 1, 1}, none[3] = {0, 0, 0};
+  EXPECT_NEAR(math::lime_similarity(all, 3, 1.0), 1.0, 1e-15);
+  EXPECT_NEAR(math::lime_similarity(none, 3, 1.0), std::exp(-0.5), 1e-15);
+}
+
+void test_least_squares() {
+  // y = 1 + 2 x0 - 3 x1 exactly, with uneven weights: recovered exactly.
+  std::vector<double> x{0, 0, 1, 0, 0, 1, 1, 1, 1, 0.5}, y, w{1, 2, 3, 4, 5};
+  for (int i = 0; i < 5; ++i) y.push_back(1 + 2 * x[2 * i] - 3 * x[2 * i + 1]);
+  auto beta = math::weighted_least_squares(x, y, w, 5, 2, 1, 0.0);
+  EXPECT_NEAR(beta[0], 2.0, 1e-9);
+  EXPECT_NEAR(beta[1], -3.0, 1e-9);
+  EXPECT_NEAR(beta[2], 1.0, 1e-9);
+}
+
+// table[v][t] = 0.5 v - t, as written by the Python suite into linear_score.onnx (10 x 3).
+double table(int64_t v, int64_t t) { return 0.5 * v - t; }
+
+ScoreProblem linear_problem(const std::vector<int64_t>& ids) {
+  ScoreProblem problem;
+  problem.ids = ids;
+  problem.suffixes = {{}};
+  problem.column_targets = {{0, 1, 2}};
+  problem.horizons = {-1};
+  problem.n_targets = 3;
+  return problem;
+}
+
+void test_engine(const std::string& library, const std::string& models) {
+  EXPECT(throws<LibraryError>([] { Runtime::load("/nonexistent/libonnxruntime.so"); }));
+  Runtime& rt = Runtime::load(library);
+  EXPECT(&Runtime::load(library) == &rt);
+  EXPECT(rt.api_version() == 16);
+  EXPECT(!rt.version().empty());
+  EXPECT(throws<ModelLoadError>([&] { Session(rt, models + "/missing.onnx", SessionConfig{}); }));
+  const char garbage[] = "not a model";
+  EXPECT(throws<ModelLoadError>([&] { Session(rt, garbage, sizeof(garbage), SessionConfig{}); }));
+
+  Session session(rt, models + "/linear_score.onnx", SessionConfig{});
+  EXPECT(session.inputs().size() == 2 && session.inputs()[0].symbolic_shape[0] == "batch");
+  const std::vector<int64_t> ids{1, 4, 4, 7, 2};
+  const int64_t baseline = 0;
+  BatchPolicy policy;
+  policy.batch_size = 2;
+  {
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    auto result = occlusion(evaluator, OcclusionParams{1, 1, baseline});
+    for (size_t p = 0; p < ids.size(); ++p)
+      for (int t = 0; t < 3; ++t) EXPECT_NEAR(result.matrix[p * 3 + t], table(ids[p], t) - table(baseline, t), 1e-5);
+    // The two windows over the repeated 4 give distinct variants; nothing is deduplicated here,
+    // so clean + 5 windows were run.
+    EXPECT(result.rows_run == 6);
+  }
+  {
+    // Window 2, stride 1: each position averages the windows that cover it.
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    auto result = occlusion(evaluator, OcclusionParams{2, 1, baseline});
+    auto drop = [&](int64_t p, int t) { return table(ids[p], t) - table(baseline, t); };
+    EXPECT_NEAR(result.matrix[0 * 3 + 0], drop(0, 0) + drop(1, 0), 1e-5);
+    EXPECT_NEAR(result.matrix[1 * 3 + 1], (drop(0, 1) + 2 * drop(1, 1) + drop(2, 1)) / 2, 1e-5);
+  }
+  {
+    // Groups {0,1} {2} {3,4}: each member gets its group's drop.
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    auto result = feature_ablation(evaluator, AblationParams{{0, 0, 1, 2, 2}, baseline});
+    const double group0 = table(1, 2) + table(4, 2) - 2 * table(baseline, 2);
+    EXPECT_NEAR(result.matrix[0 * 3 + 2], group0, 1e-5);
+    EXPECT_NEAR(result.matrix[1 * 3 + 2], group0, 1e-5);
+  }
+  {
+    // Additive model: every permutation gives the same marginals, so Shapley is exact, error 0.
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    ShapleyParams params;
+    params.groups = {0, 1, 2, 3, 4};
+    params.n_permutations = 4;
+    auto result = shapley_sampling(evaluator, params);
+    for (size_t p = 0; p < ids.size(); ++p) {
+      EXPECT_NEAR(result.matrix[p * 3 + 1], table(ids[p], 1) - table(baseline, 1), 1e-5);
+      EXPECT_NEAR(result.standard_error[p * 3 + 1], 0.0, 1e-5);
+    }
+    EXPECT(result.samples == 4);
+  }
+  {
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    SurrogateParams params;
+    params.groups = {0, 1, 2, 3, 4};
+    params.n_samples = 64;
+    auto result = surrogate(evaluator, params);
+    for (size_t p = 0; p < ids.size(); ++p) EXPECT_NEAR(result.matrix[p * 3], table(ids[p], 0) - table(baseline, 0), 1e-4);
+  }
+  {
+    RunControl control(rt);
+    control.cancel();
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, &control, nullptr);
+    EXPECT(throws<CancelledError>([&] { occlusion(evaluator, OcclusionParams{1, 1, baseline}); }));
+  }
+  {
+    // Wrong input name and wrong dtype are typed errors.
+    std::vector<int64_t> data{1, 2};
+    TensorView view{ort::kInt64, data.data(), {1, 2}};
+    EXPECT(throws<InvalidInputError>([&] { session.run({{"nope", view}}, {"scores"}); }));
+    TensorView as_float{ort::kFloat32, data.data(), {1, 2}};
+    EXPECT(throws<InvalidInputError>([&] {
+      session.run({{"input_ids", as_float}, {"attention_mask", view}}, {"scores"});
+    }));
+  }
+  {
+    // Two threads on one session give identical results.
+    std::vector<double> first, second;
+    auto work = [&](std::vector<double>* out) {
+      for (int repeat = 0; repeat < 20; ++repeat) {
+        ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+        *out = occlusion(evaluator, OcclusionParams{1, 1, baseline}).matrix;
+      }
+    };
+    std::thread a(work, &first), b(work, &second);
+    a.join();
+    b.join();
+    EXPECT(first == second && !first.empty());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string library, models;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--ort-lib") == 0) library = argv[i + 1];
+    if (std::strcmp(argv[i], "--models") == 0) models = argv[i + 1];
+  }
+  test_quadrature();
+  test_windows();
+  test_sampling();
+  test_least_squares();
+  if (!library.empty()) test_engine(library, models);
+  std::printf("%d checks, %d failed%s\n", g_checks, g_failures, library.empty() ? " (engine tests skipped: no --ort-lib)" : "");
+  return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,108 @@
+"""Attribution bundles on disk: the manifest, its checks, and loading without torch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError, BundleIntegrityError, BundleVersionError
+
+MANIFEST = "attribfast.json"
+SCHEMA_VERSION = 1
+TASKS = ("causal-lm", "sequence-classification", "sentence-similarity")
+
+# Graph contract: the target inputs of each task, after input_ids / inputs_embeds and attention_mask.
+TARGET_INPUTS = {
+    "causal-lm": ("score_positions", "score_ids", "score_weights"),
+    "sequence-classification": ("target_classes",),
+    "sentence-similarity": ("reference_embeddings",),
+}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_hash(manifest: dict) -> str:
+    """A stable hash of a manifest, carried by results to name the bundle they came from."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle directory. Files are verified against the manifest's sha256 on load."""
+
+    path: Path
+    manifest: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, verify: bool = True) -> Bundle:
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise BundleError(f"{path} is not an attribfast bundle (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as e:
+            raise BundleError(f"{manifest_path} is not valid JSON: {e}") from None
+        version = manifest.get("schema_version")
+        if not isinstance(version, int):
+            raise BundleError(f"{manifest_path} has no schema_version")
+        if version > SCHEMA_VERSION:
+            raise BundleVersionError(
+                f"bundle schema version {version} is newer than this attribfast reads ({SCHEMA_VERSION}); "
+                "upgrade attribfast"
+            )
+        if manifest.get("task") not in TASKS:
+            raise BundleError(f"unknown task {manifest.get('task')!r} in {manifest_path}")
+        bundle = cls(path, manifest)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        files = self.manifest.get("files", {})
+        if not files:
+            raise BundleError("the manifest lists no files")
+        for name, expected in files.items():
+            file = self.path / name
+            if not file.is_file():
+                raise BundleIntegrityError(f"bundle file {name} is missing")
+            actual = sha256_of(file)
+            if actual != expected:
+                raise BundleIntegrityError(
+                    f"bundle file {name} was modified: sha256 {actual[:12]}... != manifest {expected[:12]}..."
+                )
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def hash(self) -> str:
+        return manifest_hash(self.manifest)
+
+    def graph_path(self, name: str) -> Path | None:
+        graph = self.manifest["graphs"].get(name)
+        return None if graph is None else self.path / graph["file"]
+
+    @cached_property
+    def tokenizer(self):
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(self.path / self.manifest["tokenizer"]))
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """The input embedding matrix [vocab, hidden] (memory-mapped)."""
+        return np.load(self.path / self.manifest["embeddings"], mmap_mode="r")

@@ -1,0 +1,144 @@
+"""Tiny ONNX graphs built with the onnx helper API, with values that can be derived by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _model(nodes, inputs, outputs, initializers=()) -> bytes:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def multi_io_model(seed: int = 0) -> tuple[bytes, np.ndarray]:
+    """ids int64 [batch, seq] and x float [batch, 4] -> y = 2x + 1, z = sum(ids), w = x @ W."""
+    weight = np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Mul", ["x", "two"], ["x2"]),
+        helper.make_node("Add", ["x2", "one"], ["y"]),
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["ids_f", "axis1"], ["z"], keepdims=0),
+        helper.make_node("MatMul", ["x", "W"], ["w"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(weight, "W"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4]),
+        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, ["batch", 3]),
+    ]
+    return _model(nodes, inputs, outputs, inits), weight
+
+
+def linear_score_model(table: np.ndarray) -> bytes:
+    """scores[b, t] = sum_s mask[b, s] * table[ids[b, s], t]: every token adds its own row.
+
+    Occluding position p with baseline id q changes score t by exactly table[ids[p], t] - table[q, t].
+    """
+    n_targets = table.shape[1]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["rows"], axis=0),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["rows", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["scores"], keepdims=0),
+    ]
+    inits = [
+        numpy_helper.from_array(table.astype(np.float32), "table"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_targets])]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def interaction_score_model(table: np.ndarray, pair_weight: float) -> bytes:
+    """A non-additive score: linear_score_model plus pair_weight * (score of the first two tokens)^2.
+
+    Exact Shapley values differ from occlusion here, which the sampling tests rely on.
+    """
+    n_targets = table.shape[1]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["rows"], axis=0),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["rows", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["linear"], keepdims=0),
+        helper.make_node("Slice", ["masked", "start0", "end2", "axis1"], ["first_two"]),
+        helper.make_node("ReduceSum", ["first_two", "axis1"], ["pair"], keepdims=0),
+        helper.make_node("Mul", ["pair", "pair"], ["pair_sq"]),
+        helper.make_node("Mul", ["pair_sq", "pw"], ["pair_term"]),
+        helper.make_node("Add", ["linear", "pair_term"], ["scores"]),
+    ]
+    inits = [
+        numpy_helper.from_array(table.astype(np.float32), "table"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0], np.int64), "start0"),
+        numpy_helper.from_array(np.array([2], np.int64), "end2"),
+        numpy_helper.from_array(np.array(pair_weight, np.float32), "pw"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_targets])]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def nan_score_model() -> bytes:
+    """scores = log(-1) * mask sum: always NaN."""
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["mask_f", "axis1"], ["count"], keepdims=1),
+        helper.make_node("Log", ["minus_one"], ["nan"]),
+        helper.make_node("Mul", ["count", "nan"], ["scores"]),
+        helper.make_node("Identity", ["input_ids"], ["unused"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array(-1.0, np.float32), "minus_one"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1]),
+        helper.make_tensor_value_info("unused", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    return _model(nodes, inputs, outputs, inits)
+
+
+def slow_model(width: int = 512, depth: int = 48) -> bytes:
+    """x [batch, width] through `depth` dense layers: slow enough per batch to interrupt."""
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "x"
+    for i in range(depth):
+        weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, f"W{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"W{i}"], [f"h{i}"]))
+        current = f"h{i}"
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])]
+    return _model(nodes, inputs, outputs, inits)
