@@ -68,7 +68,8 @@ def _torch():
 
 
 def _score_modules(model, task: str, score: str):
-    """Modules (inputs_embeds, attention_mask, *targets) -> scores [batch, n_targets]."""
+    """The score module (inputs_embeds, attention_mask, *targets) -> scores [batch, n_targets], and
+    the task's auxiliary module: next-token logits for causal LMs, sentence embeddings for similarity."""
     torch = _torch()
 
     class CausalLMScore(torch.nn.Module):
@@ -128,8 +129,22 @@ def _score_modules(model, task: str, score: str):
             reference = torch.nn.functional.normalize(reference_embeddings, p=2, dim=-1)
             return (reference @ embedding.unsqueeze(-1)).squeeze(-1)
 
+    class NextTokenLogits(torch.nn.Module):
+        # Full-vocabulary logits at one position per row: only used to generate targets greedily.
+        def __init__(self):
+            super().__init__()
+            self.base = model.base_model
+            self.head = model.get_output_embeddings()
+
+        def forward(self, inputs_embeds, attention_mask, positions):
+            hidden = self.base(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state
+            index = positions.reshape(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+            return self.head(torch.gather(hidden, 1, index).squeeze(1))
+
     if task == "causal-lm":
-        return CausalLMScore().eval(), None
+        return CausalLMScore().eval(), NextTokenLogits().eval()
     if task == "sequence-classification":
         return ClassifierScore().eval(), None
     similarity = SimilarityScore().eval()
@@ -289,7 +304,7 @@ def _special_tokens(tokenizer) -> dict:
     return {name: token_id(name) for name in ("pad", "mask", "unk", "bos", "eos", "cls", "sep")}
 
 
-def _validate(task, model, score_module, embed_module, bundle: Path, max_length: int) -> dict:
+def _validate(task, model, score_module, aux_module, bundle: Path, max_length: int) -> dict:
     """Runs the graphs under onnxruntime on several shapes, with padding, and compares with torch."""
     import onnxruntime
 
@@ -297,9 +312,10 @@ def _validate(task, model, score_module, embed_module, bundle: Path, max_length:
     embedding = model.get_input_embeddings()
     sessions = {
         name: onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        for name in ("forward", "gradient") + (("embed",) if embed_module is not None else ())
+        for name in ("forward", "gradient", {"causal-lm": "next_token", "sentence-similarity": "embed"}.get(task))
+        if name is not None
     }
-    errors = {"forward_scores": 0.0, "gradient_scores": 0.0, "gradients": 0.0, "embed": 0.0}
+    errors = {"forward_scores": 0.0, "gradient_scores": 0.0, "gradients": 0.0, "auxiliary": 0.0}
     cases = [(1, 4, 1, 1), (3, min(13, max_length), 2, 3), (4, min(9, max_length), 3, 2), (2, 2, 1, 1)]
     for seed, (batch, seq, n_targets, length) in enumerate(cases):
         length = min(length, seq - 1) if task == "causal-lm" else length
@@ -320,11 +336,17 @@ def _validate(task, model, score_module, embed_module, bundle: Path, max_length:
         errors["gradient_scores"] = max(errors["gradient_scores"], float(np.abs(scores - reference).max()))
         scale = max(float(grad_reference.abs().max()), 1e-12)
         errors["gradients"] = max(errors["gradients"], float((grads - grad_reference.numpy()).__abs__().max()) / scale)
-        if embed_module is not None:
+        aux_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        aux_args = [embeds, mask]
+        if task == "causal-lm":
+            positions = mask.sum(1) - 1
+            aux_feeds["positions"] = positions.numpy()
+            aux_args.append(positions)
+        if aux_module is not None:
             with torch.no_grad():
-                expected = embed_module(embeds, mask).numpy()
-            (got,) = sessions["embed"].run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
-            errors["embed"] = max(errors["embed"], float(np.abs(got - expected).max()))
+                expected = aux_module(*aux_args).numpy()
+            (got,) = sessions["next_token" if task == "causal-lm" else "embed"].run(None, aux_feeds)
+            errors["auxiliary"] = max(errors["auxiliary"], float(np.abs(got - expected).max()))
     return errors
 
 
@@ -387,7 +409,7 @@ def export(
     max_length = int(max_length or position_limit or 512)
     if position_limit and max_length > position_limit:
         raise ExportError(f"max_length {max_length} exceeds the model's {position_limit} positions")
-    score_module, embed_module = _score_modules(model, task, score)
+    score_module, aux_module = _score_modules(model, task, score)
     embedding = model.get_input_embeddings()
     n_parameters = sum(p.numel() for p in model.parameters())
     external = external_data if external_data is not None else n_parameters * 4 > EXTERNAL_DATA_THRESHOLD
@@ -432,29 +454,42 @@ def export(
             "outputs": ["scores", "embeds_grad"],
         },
     }
-    if embed_module is not None:
+    sequence_axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    if task == "sentence-similarity":
         say("exporting embed.onnx")
         _trace_and_export(
-            lambda input_ids, attention_mask: embed_module(embedding(input_ids), attention_mask),
+            lambda input_ids, attention_mask: aux_module(embedding(input_ids), attention_mask),
             (ids, mask), ("input_ids", "attention_mask"), ["sentence_embedding"],
-            {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
-            out / "embed.onnx", opset, external,
+            sequence_axes, out / "embed.onnx", opset, external,
         )
-        graphs["embed"] = {"file": "embed.onnx", "inputs": ["input_ids", "attention_mask"], "outputs": ["sentence_embedding"]}
+        graphs["embed"] = {
+            "file": "embed.onnx", "inputs": ["input_ids", "attention_mask"], "outputs": ["sentence_embedding"],
+        }
+    if task == "causal-lm":
+        say("exporting next_token.onnx")
+        positions = (mask.sum(1) - 1).to(torch.long)
+        _trace_and_export(
+            lambda input_ids, attention_mask, positions: aux_module(embedding(input_ids), attention_mask, positions),
+            (ids, mask, positions), ("input_ids", "attention_mask", "positions"), ["logits"],
+            {**sequence_axes, "positions": {0: "batch"}}, out / "next_token.onnx", opset, external,
+        )
+        graphs["next_token"] = {
+            "file": "next_token.onnx", "inputs": ["input_ids", "attention_mask", "positions"], "outputs": ["logits"],
+        }
 
     say("writing the tokenizer and the embedding matrix")
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     np.save(out / "embeddings.npy", embedding.weight.detach().numpy().astype(np.float32))
 
     say("validating against torch")
-    errors = _validate(task, model, score_module, embed_module, out, max_length)
+    errors = _validate(task, model, score_module, aux_module, out, max_length)
     failures = [
         f"{name} {value:.3g} > {limit:.3g}"
         for name, value, limit in (
             ("forward scores", errors["forward_scores"], tolerance.scores),
             ("gradient scores", errors["gradient_scores"], tolerance.scores),
             ("gradients (relative)", errors["gradients"], tolerance.gradients),
-            ("sentence embeddings", errors["embed"], tolerance.scores),
+            ("next-token logits / sentence embeddings", errors["auxiliary"], tolerance.scores),
         )
         if value > limit
     ]
@@ -464,7 +499,7 @@ def export(
     optimization = None
     if optimize:
         say("trying ONNX Runtime's offline optimisation")
-        optimization = _try_optimize(task, model, score_module, embed_module, out, max_length, tolerance)
+        optimization = _try_optimize(task, model, score_module, aux_module, out, max_length, tolerance)
 
     labels = None
     if task == "sequence-classification":
@@ -515,7 +550,7 @@ def _version() -> str:
     return __version__
 
 
-def _try_optimize(task, model, score_module, embed_module, out: Path, max_length: int, tolerance) -> dict:
+def _try_optimize(task, model, score_module, aux_module, out: Path, max_length: int, tolerance) -> dict:
     """Rewrites the graphs with ORT's basic-level offline optimisation where it helps and stays exact."""
     import onnxruntime
 
@@ -533,7 +568,7 @@ def _try_optimize(task, model, score_module, embed_module, out: Path, max_length
         original.rename(backup)
         candidate.rename(original)
         try:
-            errors = _validate(task, model, score_module, embed_module, out, max_length)
+            errors = _validate(task, model, score_module, aux_module, out, max_length)
             exact = errors["forward_scores"] <= tolerance.scores and errors["gradients"] <= tolerance.gradients
         except Exception:
             exact = False
