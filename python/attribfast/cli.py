@@ -1,15 +1,21 @@
-"""The attribfast command line."""
+"""The attribfast command line: info, export, explain, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+
+from .errors import AttribfastError
 
 
 def _info(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import runtime_info
+    from ._probe import RELU_MODEL
+    from ._runtime import runtime_info
     from .session import Session
 
     info = runtime_info()
@@ -18,22 +24,164 @@ def _info(args: argparse.Namespace) -> int:
     print(f"providers usable: {', '.join(info.usable_providers)}")
     for provider, why in info.unusable_reasons.items():
         print(f"  {provider} unusable: {why}")
-    # Run a tiny model through the core: y = relu(x).
-    from ._probe import RELU_MODEL
-
     (y,) = Session(RELU_MODEL).run({"x": np.array([-1.0], np.float32)})
-    print(f"tiny model ran: relu(-1) = {float(y[0])}")
+    print(f"tiny model ran through the core: relu(-1) = {float(y[0])}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attribfast", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="print the runtime, its providers, and run a tiny model").set_defaults(
-        run=_info
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    started = time.perf_counter()
+    out = export(
+        args.model_dir,
+        task=args.task,
+        out_dir=args.output,
+        score=args.score,
+        max_length=args.max_length,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        optimize=args.optimize,
+        progress=lambda line: print(f"[{time.perf_counter() - started:6.1f}s] {line}", flush=True),
     )
-    args = parser.parse_args(argv)
-    return args.run(args)
+    manifest = json.loads((out / "attribfast.json").read_text())
+    errors = manifest["export_errors"]
+    print(
+        f"bundle written to {out}: scores differ from torch by {errors['forward_scores']:.2e}, "
+        f"gradients by {errors['gradients']:.2e} (relative)"
+    )
+    return 0
+
+
+def _parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"none": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def _method_from_args(name: str, params: list[str]):
+    from .errors import InvalidInputError
+    from .methods import METHODS, resolve_method
+
+    if not params:
+        return name
+    resolve_method(name)
+    values = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--param takes key=value, got {item!r}")
+        values[key] = _parse_value(value)
+    try:
+        return METHODS[name](**values)
+    except TypeError as e:
+        raise InvalidInputError(f"bad parameter for {name}: {e}") from None
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .model import load
+
+    model = load(args.bundle, threads=args.threads)
+    method = _method_from_args(args.method, args.param)
+    result = model.attribute(
+        args.text,
+        targets=args.target or None,
+        method=method,
+        generate=args.generate,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        truncate=args.truncate,
+    )
+    if args.words:
+        result = result.aggregate("word")
+    result = result.normalize(args.normalize)
+    _print_matrix(result)
+    if args.out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fig, _ = result.plot()
+        fig.savefig(args.out, dpi=args.dpi)
+        print(f"heatmap written to {args.out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"result written to {args.json}")
+    return 0
+
+
+def _print_matrix(result) -> None:
+    width = max(8, *(len(t) for t in result.tokens))
+    columns = [t if len(t) <= 16 else t[:15] + "…" for t in result.targets]
+    col_width = max(10, *(len(c) for c in columns))
+    print(f"{result.method} ({result.evaluations} model rows, {result.seconds:.3f} s)")
+    print(" " * width + "  " + "  ".join(c.rjust(col_width) for c in columns))
+    for token, row in zip(result.tokens, result.matrix, strict=True):
+        print(token.ljust(width) + "  " + "  ".join(f"{v:{col_width}.4f}" for v in row))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out=args.out, bundle=args.bundle)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attribfast", description="Token attribution on ONNX Runtime.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="print the runtime and its providers, and run a tiny model")
+    info.set_defaults(run=_info)
+
+    export = commands.add_parser("export", help="export a Hugging Face model directory to a bundle")
+    export.add_argument("model_dir")
+    export.add_argument("--task", required=True, help="causal-lm, sequence-classification or sentence-similarity")
+    export.add_argument("-o", "--output", required=True, help="bundle directory to create")
+    export.add_argument("--score", help="score kind (causal-lm: logprob, prob, logit)")
+    export.add_argument("--max-length", type=int)
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--optimize", action="store_true", help="try ORT's offline optimisation, kept if exact and faster")
+    export.set_defaults(run=_export)
+
+    explain = commands.add_parser("explain", help="attribute a text's targets and draw the heatmap")
+    explain.add_argument("bundle")
+    explain.add_argument("--text", required=True)
+    explain.add_argument("--target", action="append", help="a target (repeat for several)")
+    explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
+    explain.add_argument("--method", default="occlusion")
+    explain.add_argument("--param", action="append", default=[], help="method parameter key=value (repeatable)")
+    explain.add_argument("--out", help="heatmap PNG to write")
+    explain.add_argument("--json", help="result JSON to write")
+    explain.add_argument("--normalize", choices=("maxabs", "l1"))
+    explain.add_argument("--words", action="store_true", help="sum subword tokens into words")
+    explain.add_argument("--batch-size", type=int)
+    explain.add_argument("--threads", type=int)
+    explain.add_argument("--truncate", choices=("left", "right"))
+    explain.add_argument("--dpi", type=int, default=150)
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.set_defaults(run=_explain)
+
+    demo = commands.add_parser("demo", help="attribute the seed's arithmetic prompt with the shipped model")
+    demo.add_argument("--out", default="heatmap.png")
+    demo.add_argument("--bundle", help="another bundle to use instead of the shipped arithmetic model")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("attribfast: interrupted, run stopped", file=sys.stderr)
+        return 130
+    except AttribfastError as e:
+        print(f"attribfast: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

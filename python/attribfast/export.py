@@ -9,12 +9,15 @@ can silently specialise a shape, so every export is validated against torch on s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -187,12 +190,15 @@ def _trace_and_export(fn, args, input_names, output_names, dynamic, path: Path, 
     from torch._decomp import core_aten_decompositions
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    traced = make_fx(
-        fn,
-        tracing_mode="symbolic",
-        decomposition_table=core_aten_decompositions(),
-        _allow_non_fake_inputs=True,
-    )(*args)
+    with warnings.catch_warnings():
+        # torch's tracer and exporter warn about their own internals; nothing a user can act on.
+        warnings.simplefilter("ignore")
+        traced = make_fx(
+            fn,
+            tracing_mode="symbolic",
+            decomposition_table=core_aten_decompositions(),
+            _allow_non_fake_inputs=True,
+        )(*args)
 
     class Traced(torch.nn.Module):
         def __init__(self):
@@ -210,17 +216,19 @@ def _trace_and_export(fn, args, input_names, output_names, dynamic, path: Path, 
             dims.setdefault(dim_name, torch.export.Dim(dim_name, min=1))
             axes[axis] = dims[dim_name]
         shapes.append(axes or None)
-    program = torch.onnx.export(
-        Traced(),
-        tuple(args),
-        dynamo=True,
-        dynamic_shapes=(tuple(shapes),),
-        input_names=list(input_names),
-        output_names=list(output_names),
-        opset_version=opset,
-        verbose=False,
-    )
-    program.save(str(path), external_data=external)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            Traced().eval(),
+            tuple(args),
+            dynamo=True,
+            dynamic_shapes=(tuple(shapes),),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            opset_version=opset,
+            verbose=False,
+        )
+        program.save(str(path), external_data=external)
 
 
 def _dynamic_axes(task: str, embeds: bool) -> dict:
@@ -251,9 +259,11 @@ def _load(model_or_dir, task: str, tokenizer):
         }[task]
         config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
         _check_architecture(config, task)
-        model = auto.from_pretrained(
-            model_dir, local_files_only=True, attn_implementation="eager", dtype=torch.float32
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = auto.from_pretrained(
+                model_dir, local_files_only=True, attn_implementation="eager", dtype=torch.float32
+            )
     elif isinstance(model_or_dir, torch.nn.Module):
         model = model_or_dir
         if not hasattr(model, "config"):
