@@ -200,9 +200,11 @@ void bind_methods(py::module_& m) {
       throw InvalidInputError("unknown gradient method '" + kind + "' (possible: saliency, input_x_gradient)");
     }
     const Aggregation agg = aggregation_of(aggregation);
-    FloatArray unused_baseline(std::vector<py::ssize_t>{
+    // Gradients at the input need no baseline; a zero one keeps the runner's shape checks simple.
+    FloatArray zero_baseline(std::vector<py::ssize_t>{
         static_cast<py::ssize_t>(problem.ids.size()), embeddings.ndim() == 2 ? embeddings.shape(1) : 0});
-    return run_gradient_method(s, problem, embeddings, unused_baseline, policy, progress, [&](GradientRunner& r) {
+    std::fill(zero_baseline.mutable_data(), zero_baseline.mutable_data() + zero_baseline.size(), 0.0f);
+    return run_gradient_method(s, problem, embeddings, zero_baseline, policy, progress, [&](GradientRunner& r) {
       return kind == "saliency" ? saliency(r, agg) : input_x_gradient(r, agg);
     });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("kind"), py::arg("aggregation"),

@@ -100,9 +100,15 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     for (int64_t b = 0; b < batch; ++b) {
       const Row& row = rows[order[begin + b]];
       float* dest = &embeds_buffer_[b * seq * hidden];
-      const float alpha = static_cast<float>(row.alpha);
-      for (int64_t k = 0; k < n * hidden; ++k) {
-        dest[k] = problem_.baseline[k] + alpha * (input_[k] - problem_.baseline[k]);
+      if (row.alpha == 1.0 || row.alpha == 0.0) {
+        // The path's ends exactly, without the rounding of b + 1 * (x - b).
+        const auto& end_point = row.alpha == 1.0 ? input_ : problem_.baseline;
+        std::copy(end_point.begin(), end_point.end(), dest);
+      } else {
+        const float alpha = static_cast<float>(row.alpha);
+        for (int64_t k = 0; k < n * hidden; ++k) {
+          dest[k] = problem_.baseline[k] + alpha * (input_[k] - problem_.baseline[k]);
+        }
       }
       const auto& suffix = problem_.suffixes[row.target];
       for (size_t s = 0; s < suffix.size(); ++s) {
