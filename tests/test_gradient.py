@@ -6,17 +6,16 @@ validation), and both sides use the same quadrature nodes (Captum's definitions)
 
 from __future__ import annotations
 
+import attribfast
 import numpy as np
 import pytest
 import torch
+from attribfast import _core
+from attribfast.errors import InvalidInputError
 from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import LayerIntegratedGradients
 from captum.attr import Saliency as CaptumSaliency
 from reference import class_logits_from_embeddings, continuation_logprob_from_embeddings
-
-import attribfast
-from attribfast import _core
-from attribfast.errors import InvalidInputError
 
 # Captum warns when it switches requires_grad on for our embedding tensors itself.
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor.*did not already require gradients:UserWarning")
@@ -71,8 +70,11 @@ def test_integrated_gradients_equals_captum_on_bert_classes(models, torch_models
     lig = LayerIntegratedGradients(lambda x: torch_model(x).logits, torch_model.get_input_embeddings())
     for column, label in enumerate(["positive", "negative"]):
         attributions = lig.attribute(
-            ids, baselines=torch.full_like(ids, model._baseline_id(None)), target=model.labels.index(label),
-            n_steps=20, method="gausslegendre",
+            ids,
+            baselines=torch.full_like(ids, model._baseline_id(None)),
+            target=model.labels.index(label),
+            n_steps=20,
+            method="gausslegendre",
         )
         np.testing.assert_allclose(result.matrix[:, column], attributions.sum(-1)[0].detach().numpy(), atol=1e-5)
 
@@ -132,7 +134,8 @@ def test_results_do_not_depend_on_the_batch_size(models):
 def test_adaptive_mode_raises_steps_until_the_tolerance(models):
     loose = models["gpt2"].attribute(PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=2))
     adaptive = models["gpt2"].attribute(
-        PROMPT, targets=CONTINUATIONS,
+        PROMPT,
+        targets=CONTINUATIONS,
         method=attribfast.IntegratedGradients(n_steps=2, tolerance=1e-4, max_steps=256),
     )
     assert np.any(np.abs(loose.deltas) > 1e-4), "two steps should not already converge"

@@ -9,18 +9,17 @@ from __future__ import annotations
 import itertools
 import math
 
+import attribfast
 import numpy as np
 import pytest
 import torch
+from attribfast import _core
+from attribfast.errors import InvalidInputError, MethodNotAvailableError, NonFiniteScoreError, TargetError
 from captum.attr import FeatureAblation as CaptumAblation
 from captum.attr import Occlusion as CaptumOcclusion
 from captum.attr import ShapleyValueSampling
 from onnx_models import interaction_score_model, linear_score_model, nan_score_model
 from reference import class_logits, continuation_logprob
-
-import attribfast
-from attribfast import _core
-from attribfast.errors import InvalidInputError, MethodNotAvailableError, NonFiniteScoreError, TargetError
 
 PROMPT = "the quick brown fox jumps"
 CONTINUATIONS = [" over the", " is"]
@@ -51,9 +50,11 @@ def test_occlusion_equals_captum_on_gpt2(gpt2, torch_models, window, stride):
     baseline = gpt2._baseline_id(None)
     for column, continuation in enumerate(CONTINUATIONS):
         forward = continuation_logprob(torch_models["gpt2"], continuation_ids(gpt2, continuation))
-        expected = CaptumOcclusion(forward).attribute(
-            ids, sliding_window_shapes=(window,), strides=stride, baselines=baseline
-        )[0].numpy()
+        expected = (
+            CaptumOcclusion(forward)
+            .attribute(ids, sliding_window_shapes=(window,), strides=stride, baselines=baseline)[0]
+            .numpy()
+        )
         np.testing.assert_allclose(result.matrix[:, column], expected, atol=1e-5, rtol=0)
         assert abs(result.target_scores[column] - float(forward(ids)[0])) < 1e-5
 
@@ -63,9 +64,13 @@ def test_occlusion_equals_captum_on_bert_classes(bert, torch_models):
     result = bert.attribute(text, targets=["negative", "positive", "neutral"], method="occlusion")
     ids = prompt_ids(bert, text)
     for column, label in enumerate(["negative", "positive", "neutral"]):
-        expected = CaptumOcclusion(class_logits(torch_models["bert"])).attribute(
-            ids, sliding_window_shapes=(1,), baselines=bert._baseline_id(None), target=bert.labels.index(label)
-        )[0].numpy()
+        expected = (
+            CaptumOcclusion(class_logits(torch_models["bert"]))
+            .attribute(
+                ids, sliding_window_shapes=(1,), baselines=bert._baseline_id(None), target=bert.labels.index(label)
+            )[0]
+            .numpy()
+        )
         np.testing.assert_allclose(result.matrix[:, column], expected, atol=1e-5, rtol=0)
 
 
@@ -77,9 +82,11 @@ def test_feature_ablation_with_word_groups_equals_captum(bert, torch_models):
     assert len(set(groups)) < len(groups), "the text should contain multi-token words"
     ids = prompt_ids(bert, text)
     for column, target in enumerate([0, 2]):
-        expected = CaptumAblation(class_logits(torch_models["bert"])).attribute(
-            ids, baselines=bert._baseline_id("mask"), target=target, feature_mask=torch.tensor([groups])
-        )[0].numpy()
+        expected = (
+            CaptumAblation(class_logits(torch_models["bert"]))
+            .attribute(ids, baselines=bert._baseline_id("mask"), target=target, feature_mask=torch.tensor([groups]))[0]
+            .numpy()
+        )
         np.testing.assert_allclose(result.matrix[:, column], expected, atol=1e-5, rtol=0)
 
 
@@ -141,7 +148,9 @@ def test_shapley_budget_returns_the_estimate_so_far(gpt2):
 @pytest.mark.parametrize("kind", ["kernel_shap", "lime"])
 def test_surrogates_equal_a_numpy_weighted_least_squares_on_the_same_samples(bert, torch_models, kind):
     text = "hello world this is"
-    config = attribfast.KernelShap(n_samples=60, seed=3) if kind == "kernel_shap" else attribfast.Lime(n_samples=60, seed=3)
+    config = (
+        attribfast.KernelShap(n_samples=60, seed=3) if kind == "kernel_shap" else attribfast.Lime(n_samples=60, seed=3)
+    )
     result = bert.attribute(text, targets=[1], method=config)
     ids = prompt_ids(bert, text)
     n = ids.shape[1]

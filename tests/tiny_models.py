@@ -26,18 +26,30 @@ def _byte_level_bpe(special: list[str], vocab_size: int = 320):
     return tokenizer
 
 
-def make_gpt2(folder: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+def gpt2_tokenizer():
+    """A GPT-2 style byte-level BPE tokenizer trained on CORPUS, as a transformers fast tokenizer."""
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = _byte_level_bpe(["<|endoftext|>"])
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
     )
+
+
+def make_gpt2(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fast = gpt2_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=len(fast),
-        bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
+        n_layer=2,
+        n_embd=32,
+        n_head=4,
+        n_positions=64,
+        vocab_size=len(fast),
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
     )
     GPT2LMHeadModel(config).eval().save_pretrained(folder)
     fast.save_pretrained(folder)
@@ -55,9 +67,16 @@ def make_llama(folder: Path, seed: int = 0) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     torch.manual_seed(seed)
     config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, vocab_size=len(fast),
-        bos_token_id=bos, eos_token_id=fast.eos_token_id, tie_word_embeddings=False,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        vocab_size=len(fast),
+        bos_token_id=bos,
+        eos_token_id=fast.eos_token_id,
+        tie_word_embeddings=False,
     )
     LlamaForCausalLM(config).eval().save_pretrained(folder)
     fast.save_pretrained(folder)
@@ -80,15 +99,25 @@ def make_bert(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
     torch.manual_seed(seed)
     labels = ["negative", "neutral", "positive"][:num_labels]
     config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=64, vocab_size=len(fast), num_labels=num_labels,
-        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        vocab_size=len(fast),
+        num_labels=num_labels,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
         pad_token_id=fast.pad_token_id,
     )
     BertForSequenceClassification(config).eval().save_pretrained(folder)

@@ -1,3 +1,7 @@
 """A serialized one-node ONNX model (y = Relu(x), float[1]) for smoke checks."""
 
-RELU_MODEL = b'\x08\x08:7\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r'
+RELU_MODEL = bytes.fromhex(
+    "08083a370a0c0a0178120179220452656c75120570726f62655a0f0a0178120a"
+    "0a08080112040a020801620f0a0179120a0a08080112040a02080142040a0010"
+    "0d"
+)

@@ -155,9 +155,7 @@ class Attribution:
             if meta.get("format") != RESULT_FORMAT:
                 raise InvalidInputError(f"{path} is not a saved Attribution")
             if meta.get("version", 0) > RESULT_VERSION:
-                raise InvalidInputError(
-                    f"{path} was saved by a newer attribfast (result version {meta['version']})"
-                )
+                raise InvalidInputError(f"{path} was saved by a newer attribfast (result version {meta['version']})")
             arrays = {name: data[name] for name in cls._ARRAYS if name in data}
         meta.pop("format")
         meta.pop("version")
@@ -260,7 +258,8 @@ class Attribution:
             )
         return (
             f"<div><p>{html.escape(self.method)} attribution, {len(self.tokens)} tokens x "
-            f"{len(self.targets)} targets</p><table><tr><th>target</th><th>tokens</th></tr>{''.join(rows)}</table></div>"
+            f"{len(self.targets)} targets</p><table><tr><th>target</th><th>tokens</th></tr>"
+            f"{''.join(rows)}</table></div>"
         )
 
 

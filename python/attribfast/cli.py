@@ -50,6 +50,9 @@ def _export(args: argparse.Namespace) -> int:
         f"bundle written to {out}: scores differ from torch by {errors['forward_scores']:.2e}, "
         f"gradients by {errors['gradients']:.2e} (relative)"
     )
+    for graph, report in (manifest.get("optimization") or {}).items():
+        verdict = "kept" if report["kept"] else "not kept"
+        print(f"optimisation of {graph}.onnx: {report['speedup']}x measured, {verdict}")
     return 0
 
 
@@ -144,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-length", type=int)
     export.add_argument("--opset", type=int, default=18)
     export.add_argument("--overwrite", action="store_true")
-    export.add_argument("--optimize", action="store_true", help="try ORT's offline optimisation, kept if exact and faster")
+    export.add_argument(
+        "--optimize", action="store_true", help="try ORT's offline optimisation, kept if exact and faster"
+    )
     export.set_defaults(run=_export)
 
     explain = commands.add_parser("explain", help="attribute a text's targets and draw the heatmap")

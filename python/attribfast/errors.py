@@ -83,4 +83,6 @@ class InputTooLongError(InvalidInputError):
     """The input is longer than the model's maximum length and truncation was not requested."""
 
 
-__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Warning | Exception)]
+__all__ = [
+    name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Warning | Exception)
+]

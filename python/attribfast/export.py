@@ -168,10 +168,7 @@ def _example_inputs(task: str, model, batch: int, seq: int, n_targets: int, leng
             mask[b, lengths[b] :] = 0
     if task == "causal-lm":
         positions = torch.stack(
-            [
-                torch.randint(0, lengths[b] - 1, (n_targets, length), generator=generator)
-                for b in range(batch)
-            ]
+            [torch.randint(0, lengths[b] - 1, (n_targets, length), generator=generator) for b in range(batch)]
         )
         score_ids = torch.randint(0, vocab, (batch, n_targets, length), generator=generator)
         weights = torch.ones(batch, n_targets, length)
@@ -426,7 +423,9 @@ def export(
 
     out.mkdir(parents=True, exist_ok=True)
     # Distinct sizes above 1 keep symbolic tracing from merging or specialising dimensions.
-    ids, mask, targets = _example_inputs(task, model, 2, min(11, max_length), 3, 5 if task == "causal-lm" else 1, 0, True)
+    ids, mask, targets = _example_inputs(
+        task, model, 2, min(11, max_length), 3, 5 if task == "causal-lm" else 1, 0, True
+    )
     if task == "causal-lm" and min(11, max_length) <= 5:
         raise ExportError("max_length must be at least 6 to trace the graphs")
     target_names = TARGET_INPUTS[task]
@@ -443,14 +442,25 @@ def export(
 
     say("exporting forward.onnx")
     _trace_and_export(
-        forward_fn, (ids, mask, *targets), ("input_ids", "attention_mask", *target_names), ["scores"],
-        _dynamic_axes(task, embeds=False), out / "forward.onnx", opset, external,
+        forward_fn,
+        (ids, mask, *targets),
+        ("input_ids", "attention_mask", *target_names),
+        ["scores"],
+        _dynamic_axes(task, embeds=False),
+        out / "forward.onnx",
+        opset,
+        external,
     )
     say("exporting gradient.onnx")
     _trace_and_export(
-        gradient_fn, (embedding(ids).detach(), mask, *targets),
-        ("inputs_embeds", "attention_mask", *target_names), ["scores", "embeds_grad"],
-        _dynamic_axes(task, embeds=True), out / "gradient.onnx", opset, external,
+        gradient_fn,
+        (embedding(ids).detach(), mask, *targets),
+        ("inputs_embeds", "attention_mask", *target_names),
+        ["scores", "embeds_grad"],
+        _dynamic_axes(task, embeds=True),
+        out / "gradient.onnx",
+        opset,
+        external,
     )
     graphs = {
         "forward": {
@@ -469,22 +479,36 @@ def export(
         say("exporting embed.onnx")
         _trace_and_export(
             lambda input_ids, attention_mask: aux_module(embedding(input_ids), attention_mask),
-            (ids, mask), ("input_ids", "attention_mask"), ["sentence_embedding"],
-            sequence_axes, out / "embed.onnx", opset, external,
+            (ids, mask),
+            ("input_ids", "attention_mask"),
+            ["sentence_embedding"],
+            sequence_axes,
+            out / "embed.onnx",
+            opset,
+            external,
         )
         graphs["embed"] = {
-            "file": "embed.onnx", "inputs": ["input_ids", "attention_mask"], "outputs": ["sentence_embedding"],
+            "file": "embed.onnx",
+            "inputs": ["input_ids", "attention_mask"],
+            "outputs": ["sentence_embedding"],
         }
     if task == "causal-lm":
         say("exporting next_token.onnx")
         positions = (mask.sum(1) - 1).to(torch.long)
         _trace_and_export(
             lambda input_ids, attention_mask, positions: aux_module(embedding(input_ids), attention_mask, positions),
-            (ids, mask, positions), ("input_ids", "attention_mask", "positions"), ["logits"],
-            {**sequence_axes, "positions": {0: "batch"}}, out / "next_token.onnx", opset, external,
+            (ids, mask, positions),
+            ("input_ids", "attention_mask", "positions"),
+            ["logits"],
+            {**sequence_axes, "positions": {0: "batch"}},
+            out / "next_token.onnx",
+            opset,
+            external,
         )
         graphs["next_token"] = {
-            "file": "next_token.onnx", "inputs": ["input_ids", "attention_mask", "positions"], "outputs": ["logits"],
+            "file": "next_token.onnx",
+            "inputs": ["input_ids", "attention_mask", "positions"],
+            "outputs": ["logits"],
         }
 
     say("writing the tokenizer and the embedding matrix")
@@ -546,9 +570,7 @@ def export(
         "export_seconds": round(time.perf_counter() - started, 2),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    manifest["files"] = {
-        f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST
-    }
+    manifest["files"] = {f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"done in {manifest['export_seconds']} s, peak memory {manifest['peak_memory_mb']} MB")
     return out
@@ -589,8 +611,12 @@ def _try_optimize(task, model, score_module, aux_module, out: Path, max_length: 
             original.replace(candidate)
             backup.rename(original)
             candidate.unlink()
-        report[name] = {"kept": kept, "seconds_before": before, "seconds_after": after,
-                        "speedup": round(before / after, 3) if after > 0 else None}
+        report[name] = {
+            "kept": kept,
+            "seconds_before": before,
+            "seconds_after": after,
+            "speedup": round(before / after, 3) if after > 0 else None,
+        }
     return report
 
 

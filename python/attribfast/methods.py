@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -11,11 +11,11 @@ from .errors import InvalidInputError, MethodNotAvailableError
 
 # A replacement token for perturbations: "pad", "mask", "unk", "eos", a token id, or None for the
 # bundle's pad token (falling back to unk, then eos).
-TokenBaseline = Union[str, int, None]
+TokenBaseline = str | int | None
 TOKEN_BASELINES = ("pad", "mask", "unk", "eos")
 # Feature groups: "token" (each token alone), "word" (whitespace-separated words, via the
 # tokenizer's offsets), or one group id per token (-1 keeps a token fixed).
-Groups = Union[str, tuple]
+Groups = str | tuple
 GROUPINGS = ("token", "word")
 AGGREGATIONS = ("sum", "l2")
 
@@ -26,7 +26,9 @@ def _check_positive(name: str, value, minimum=1) -> None:
 
 
 def _check_token_baseline(baseline: TokenBaseline) -> None:
-    if baseline is None or (isinstance(baseline, int | np.integer) and not isinstance(baseline, bool) and baseline >= 0):
+    if baseline is None or (
+        isinstance(baseline, int | np.integer) and not isinstance(baseline, bool) and baseline >= 0
+    ):
         return
     if baseline not in TOKEN_BASELINES:
         raise InvalidInputError(
@@ -178,7 +180,12 @@ class Lime(Method):
 
 
 INTEGRATION_METHODS = (
-    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "trapezoid",
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+    "trapezoid",
 )
 EMBEDDING_BASELINES = ("pad", "mask", "unk", "eos", "zero")
 
@@ -210,9 +217,7 @@ class IntegratedGradients(Method):
             raise InvalidInputError(f"method must be one of {', '.join(INTEGRATION_METHODS)}, got {self.method!r}")
         if not isinstance(self.baseline, np.ndarray) and self.baseline is not None:
             if self.baseline not in EMBEDDING_BASELINES:
-                raise InvalidInputError(
-                    f"baseline must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array"
-                )
+                raise InvalidInputError(f"baseline must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array")
         if self.tolerance is not None and not self.tolerance > 0:
             raise InvalidInputError("tolerance must be positive (or None)")
         _check_positive("max_steps", self.max_steps)
@@ -246,7 +251,14 @@ class InputXGradient(Method):
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (
-        Occlusion, FeatureAblation, ShapleySampling, KernelShap, Lime, IntegratedGradients, Saliency, InputXGradient,
+        Occlusion,
+        FeatureAblation,
+        ShapleySampling,
+        KernelShap,
+        Lime,
+        IntegratedGradients,
+        Saliency,
+        InputXGradient,
     )
 }
 
@@ -267,4 +279,3 @@ def resolve_method(method: str | Method, available: tuple[str, ...] | None = Non
             f"possible here: {', '.join(available)}"
         )
     return method
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,8 +231,8 @@ class AttributionModel:
         inputs: a text (or a list of token ids); a list of texts gives a list of results.
         targets: continuation strings (causal LMs: score = log-probability of the continuation given
             the text, teacher-forced, summed over its tokens), class names or ids (classifiers),
-            reference sentences (similarity), score columns (own ONNX models). None: the model's top
-            prediction. generate: greedily generate this many tokens (causal LMs) and attribute each.
+            reference sentences (similarity), score columns (own ONNX models); or a mapping
+            {column label: target}. None: the model's top prediction. generate: greedily generate this many tokens (causal LMs) and attribute each.
         method: a name from attribfast.METHODS or a config such as attribfast.Occlusion(window=2).
         batch_size: rows per model run (default: chosen from the memory budget).
         progress: True for a progress bar, or a callable (rows_done, rows_total).
@@ -376,6 +376,13 @@ class AttributionModel:
     # Targets ------------------------------------------------------------------------------------
 
     def _plan_targets(self, encoded: _Encoded, targets, generate) -> _Targets:
+        if isinstance(targets, Mapping):
+            # {label: target}: the columns show the labels, the targets are what is scored.
+            if not targets:
+                raise TargetError("targets is an empty mapping")
+            plan = self._plan_targets(encoded, list(targets.values()), generate)
+            plan.labels = tuple(str(label) for label in targets)
+            return plan
         task = self._spec.task
         if generate is not None:
             if task != "causal-lm":
@@ -466,8 +473,11 @@ class AttributionModel:
         if targets is None:
             classes = np.arange(len(labels), dtype=np.int64).reshape(1, -1)
             (scores,) = self.session("forward").run(
-                {"input_ids": encoded.ids[None], "attention_mask": np.ones_like(encoded.ids[None]),
-                 "target_classes": classes}
+                {
+                    "input_ids": encoded.ids[None],
+                    "attention_mask": np.ones_like(encoded.ids[None]),
+                    "target_classes": classes,
+                }
             )
             if not np.all(np.isfinite(scores)):
                 raise NonFiniteScoreError("the model returned non-finite class scores")
@@ -559,10 +569,14 @@ class AttributionModel:
             )
         outputs = {o["name"]: o for o in session.outputs}
         if self._spec.score_output not in outputs:
-            raise InvalidInputError(f"the model has no output {self._spec.score_output!r} (outputs: {', '.join(outputs)})")
+            raise InvalidInputError(
+                f"the model has no output {self._spec.score_output!r} (outputs: {', '.join(outputs)})"
+            )
         shape = outputs[self._spec.score_output]["shape"]
         if len(shape) != 2 or not isinstance(shape[1], int):
-            raise InvalidInputError(f"the score output must have shape [batch, n_scores] with fixed n_scores, got {shape}")
+            raise InvalidInputError(
+                f"the score output must have shape [batch, n_scores] with fixed n_scores, got {shape}"
+            )
         self._byo_columns = shape[1]
         if self._spec.labels is not None and len(self._spec.labels) != shape[1]:
             raise InvalidInputError(f"{len(self._spec.labels)} labels for {shape[1]} score columns")
@@ -588,16 +602,29 @@ class AttributionModel:
         seed = method.seed if getattr(method, "seed", None) is not None else (seed or 0)
         if isinstance(method, Occlusion):
             if method.window > encoded.ids.size:
-                raise InvalidInputError(f"occlusion window {method.window} is longer than the input ({encoded.ids.size} tokens)")
+                raise InvalidInputError(
+                    f"occlusion window {method.window} is longer than the input ({encoded.ids.size} tokens)"
+                )
             return _core.occlusion(session, problem, method.window, method.stride, baseline, policy, progress)
         groups = self._groups(method.groups, encoded)
         if isinstance(method, FeatureAblation):
             return _core.feature_ablation(session, problem, groups, baseline, policy, progress)
         if isinstance(method, ShapleySampling):
-            permutations = [] if method.permutations is None else np.asarray(method.permutations, np.int64).ravel().tolist()
+            permutations = (
+                [] if method.permutations is None else np.asarray(method.permutations, np.int64).ravel().tolist()
+            )
             return _core.shapley_sampling(
-                session, problem, groups, baseline, method.n_permutations, seed, method.max_evaluations or 0,
-                method.max_seconds or 0.0, permutations, policy, progress,
+                session,
+                problem,
+                groups,
+                baseline,
+                method.n_permutations,
+                seed,
+                method.max_evaluations or 0,
+                method.max_seconds or 0.0,
+                permutations,
+                policy,
+                progress,
             )
         if isinstance(method, KernelShap | Lime):
             kind = "kernel_shap" if isinstance(method, KernelShap) else "lime"
@@ -617,8 +644,17 @@ class AttributionModel:
         if isinstance(method, IntegratedGradients):
             baseline = self._embedding_baseline(method.baseline, encoded, embeddings)
             return _core.integrated_gradients(
-                session, problem, embeddings, baseline, method.method, method.n_steps, method.tolerance or 0.0,
-                max(method.max_steps, method.n_steps), method.aggregation, policy, progress,
+                session,
+                problem,
+                embeddings,
+                baseline,
+                method.method,
+                method.n_steps,
+                method.tolerance or 0.0,
+                max(method.max_steps, method.n_steps),
+                method.aggregation,
+                policy,
+                progress,
             )
         if not isinstance(method, Saliency | InputXGradient):  # pragma: no cover - registry and pipeline agree
             raise MethodNotAvailableError(f"no gradient pipeline for {method.name}")
@@ -645,8 +681,10 @@ class AttributionModel:
 def _is_id_list(value) -> bool:
     if isinstance(value, np.ndarray):
         return value.ndim == 1 and np.issubdtype(value.dtype, np.integer)
-    return isinstance(value, list | tuple) and len(value) > 0 and all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value)
     )
 
 

@@ -43,7 +43,8 @@ def heatmap(matrix, row_labels, column_labels, *, ax=None, annotate=True, cmap="
     image = ax.imshow(matrix, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(n_cols), labels=[str(c) for c in column_labels])
     ax.set_yticks(range(n_rows), labels=[str(r) for r in row_labels])
-    if max((len(str(c)) for c in column_labels), default=0) * n_cols > 60:
+    column_width_pt = 72 * fig.get_size_inches()[0] * 0.75 / max(n_cols, 1)
+    if max((len(str(c)) for c in column_labels), default=0) * 6.5 > column_width_pt:  # ~6.5 pt a character
         ax.tick_params(axis="x", labelrotation=35)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
@@ -64,8 +65,15 @@ def heatmap(matrix, row_labels, column_labels, *, ax=None, annotate=True, cmap="
                 value = matrix[i, j]
                 r, g, b, _ = colormap(norm(value))
                 luminance = 0.299 * r + 0.587 * g + 0.114 * b
-                ax.text(j, i, f"{value:.4f}", ha="center", va="center", fontsize=fontsize,
-                        color="black" if luminance > 0.5 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.4f}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="black" if luminance > 0.5 else "white",
+                )
     return fig, ax
 
 
@@ -76,6 +84,6 @@ def _cell_size_pt(fig, ax, n_rows: int, n_cols: int) -> tuple[float, float]:
 
 
 def _cells_fit(fig, ax, n_rows: int, n_cols: int) -> bool:
-    fig.canvas.draw_without_rendering()  # settle the layout so the axes' size is final
+    fig.draw_without_rendering()  # settle the layout so the axes' size is final
     width, height = _cell_size_pt(fig, ax, n_rows, n_cols)
     return width >= MIN_CELL_WIDTH_PT and height >= MIN_CELL_HEIGHT_PT

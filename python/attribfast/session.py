@@ -94,6 +94,4 @@ class Session:
         progress(rows_done, rows_total) is called between batches; Ctrl-C stops the run within one
         batch and raises KeyboardInterrupt.
         """
-        return self._session.run_batched(
-            dict(inputs), None if outputs is None else list(outputs), batch_size, progress
-        )
+        return self._session.run_batched(dict(inputs), None if outputs is None else list(outputs), batch_size, progress)

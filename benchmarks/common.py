@@ -1,0 +1,111 @@
+"""Shared setup of the benchmarks: the models, their bundles, and timing helpers."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("ATTRIBFAST_BENCH_CACHE", HERE / ".cache"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # tiny_models: tokenizers trained locally, no downloads
+
+PROMPT_WORDS = (
+    "the quick brown fox jumps over the lazy dog while attribution tells which tokens matter for a "
+    "prediction and a small model trained on a tiny corpus of plain english sentences says hello world"
+)
+CONTINUATIONS = [" jumps over", " is", " the lazy dog", " says hello", " matter"]
+REFERENCES = [
+    "A fox jumps over a dog.",
+    "Attribution explains predictions.",
+    "The weather is nice today.",
+    "Small models can be trained quickly.",
+    "Hello world programs are simple.",
+]
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def best_of(options, make_run, repeats: int) -> tuple[float, list[float], object]:
+    """(median, times, option) of the option whose run is fastest: Captum's and ORT's best tuning."""
+    best = None
+    for option in options:
+        median, times = median_seconds(make_run(option), repeats)
+        if best is None or median < best[0]:
+            best = (median, times, option)
+    return best
+
+
+def ort_floor(graph: Path, feeds_for_rows, n_rows: int, batches, repeats: int):
+    """Plain onnxruntime running n_rows rows of the graph at its best batch size: (median, times, batch)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+
+    def make_run(batch):
+        def run():
+            for start in range(0, n_rows, batch):
+                session.run(None, feeds_for_rows(min(batch, n_rows - start)))
+
+        return run
+
+    return best_of(batches, make_run, repeats)
+
+
+def gpt2_bench_model():
+    """GPT-2 style, 4 layers, hidden 256, vocab 50257, random init; tokenizer trained locally."""
+    import torch
+    from tiny_models import gpt2_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = CACHE / "gpt2-4x256"
+    if not (folder / "config.json").is_file():
+        fast = gpt2_tokenizer()
+        torch.manual_seed(0)
+        config = GPT2Config(
+            n_layer=4,
+            n_embd=256,
+            n_head=4,
+            n_positions=128,
+            vocab_size=50257,
+            eos_token_id=fast.eos_token_id,
+            bos_token_id=fast.eos_token_id,
+        )
+        GPT2LMHeadModel(config).eval().save_pretrained(folder)
+        fast.save_pretrained(folder)
+    return folder
+
+
+def bundle_for(model_dir: Path, task: str, name: str) -> Path:
+    import attribfast
+
+    out = CACHE / f"bundle-{name}"
+    if not (out / "attribfast.json").is_file():
+        attribfast.export(model_dir, task=task, out_dir=out, overwrite=True)
+    return out
+
+
+def prompt_ids(tokenizer, n_tokens: int = 64) -> list[int]:
+    ids = tokenizer.encode(PROMPT_WORDS).ids
+    while len(ids) < n_tokens:
+        ids = ids + ids
+    return ids[:n_tokens]
+
+
+def table(rows: list[tuple[str, float, list[float]]], reference: str) -> str:
+    base = dict((name, median) for name, median, _ in rows)[reference]
+    lines = ["| contender | median (s) | min (s) | runs | attribfast speed-up |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, median, times in rows:
+        lines.append(f"| {name} | {median:.4f} | {min(times):.4f} | {len(times)} | {median / base:.2f}x |")
+    return "\n".join(lines)
