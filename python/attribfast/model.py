@@ -232,7 +232,8 @@ class AttributionModel:
         targets: continuation strings (causal LMs: score = log-probability of the continuation given
             the text, teacher-forced, summed over its tokens), class names or ids (classifiers),
             reference sentences (similarity), score columns (own ONNX models); or a mapping
-            {column label: target}. None: the model's top prediction. generate: greedily generate this many tokens (causal LMs) and attribute each.
+            {column label: target}. None: the model's top prediction.
+        generate: greedily generate this many tokens (causal LMs) and attribute each.
         method: a name from attribfast.METHODS or a config such as attribfast.Occlusion(window=2).
         batch_size: rows per model run (default: chosen from the memory budget).
         progress: True for a progress bar, or a callable (rows_done, rows_total).
