@@ -100,7 +100,11 @@ class Bundle:
     def tokenizer(self):
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(str(self.path / self.manifest["tokenizer"]))
+        tokenizer = Tokenizer.from_file(str(self.path / self.manifest["tokenizer"]))
+        # Inputs must keep their own length: padding would add attended-to tokens, truncation a silent cut.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
 
     @cached_property
     def embeddings(self) -> np.ndarray:

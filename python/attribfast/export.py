@@ -10,6 +10,7 @@ can silently specialise a shape, so every export is validated against torch on s
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -512,7 +513,11 @@ def export(
         }
 
     say("writing the tokenizer and the embedding matrix")
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    # Padding and truncation are attribfast's job (batching, explicit length errors), not the tokenizer's.
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(out / "tokenizer.json"))
     np.save(out / "embeddings.npy", embedding.weight.detach().numpy().astype(np.float32))
 
     say("validating against torch")

@@ -22,7 +22,7 @@ def symmetric_limit(matrix: np.ndarray, vmax: float | None = None) -> float:
 
 def figure_size(n_rows: int, n_cols: int, longest_label: int = 10) -> tuple[float, float]:
     width = min(3.0 + 0.08 * longest_label + 1.25 * n_cols, 26.0)
-    height = min(1.8 + 0.42 * n_rows, 30.0)
+    height = min(1.8 + 0.42 * n_rows, 24.0)
     return width, height
 
 
