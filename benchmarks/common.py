@@ -47,20 +47,41 @@ def best_of(options, make_run, repeats: int) -> tuple[float, list[float], object
     return best
 
 
-def ort_floor(graph: Path, feeds_for_rows, n_rows: int, batches, repeats: int):
-    """Plain onnxruntime running n_rows rows of the graph at its best batch size: (median, times, batch)."""
+def ort_floor(graph: Path, feeds_for_rows, n_rows: int, batches, repeats: int, extra_work=None):
+    """Plain onnxruntime running n_rows rows of the graph at its best batch size: (median, times, batch).
+
+    extra_work: a callable for work the task needs besides the rows (reference sentence embeddings).
+    """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
 
     def make_run(batch):
         def run():
+            if extra_work is not None:
+                extra_work()
             for start in range(0, n_rows, batch):
                 session.run(None, feeds_for_rows(min(batch, n_rows - start)))
 
         return run
 
     return best_of(batches, make_run, repeats)
+
+
+def reference_embedding_work(bundle: Path, tokenizer):
+    """One onnxruntime run embedding the REFERENCES (padded batch), as the similarity task needs."""
+    import numpy as np
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(bundle / "embed.onnx"), providers=["CPUExecutionProvider"])
+    encoded = [tokenizer.encode(r).ids for r in REFERENCES]
+    longest = max(map(len, encoded))
+    ids = np.zeros((len(encoded), longest), np.int64)
+    mask = np.zeros_like(ids)
+    for row, tokens in enumerate(encoded):
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    return lambda: session.run(None, {"input_ids": ids, "attention_mask": mask})
 
 
 def gpt2_bench_model():

@@ -123,13 +123,14 @@ void bind_engine(py::module_& m) {
 
   py::class_<Session>(m, "Session")
       .def(py::init([](const py::object& model, const std::string& provider, int device_id, int threads,
-                       int optimization_level, bool use_io_binding) {
+                       int optimization_level, bool use_io_binding, bool allow_spinning) {
              SessionConfig config;
              config.provider = provider;
              config.device_id = device_id;
              config.intra_op_threads = threads;
              config.graph_optimization_level = optimization_level;
              config.use_io_binding = use_io_binding;
+             config.allow_spinning = allow_spinning;
              const Runtime& rt = Runtime::get();
              if (py::isinstance<py::bytes>(model)) {
                std::string bytes = py::cast<std::string>(model);
@@ -141,7 +142,7 @@ void bind_engine(py::module_& m) {
              return new Session(rt, path, config);
            }),
            py::arg("model"), py::arg("provider") = "cpu", py::arg("device_id") = 0, py::arg("threads") = 0,
-           py::arg("optimization_level") = 99, py::arg("use_io_binding") = false)
+           py::arg("optimization_level") = 99, py::arg("use_io_binding") = false, py::arg("allow_spinning") = true)
       .def_property_readonly("inputs", [](const Session& s) {
         py::list out;
         for (const auto& info : s.inputs()) out.append(describe(info));

@@ -79,7 +79,8 @@ void bind_methods(py::module_& m) {
       .def_readwrite("memory_budget", &BatchPolicy::memory_budget)
       .def_readwrite("hidden_size", &BatchPolicy::hidden_size)
       .def_readwrite("num_heads", &BatchPolicy::num_heads)
-      .def_readwrite("max_batch_size", &BatchPolicy::max_batch_size);
+      .def_readwrite("max_batch_size", &BatchPolicy::max_batch_size)
+      .def_readwrite("max_batch_tokens", &BatchPolicy::max_batch_tokens);
   m.def("choose_batch_size", &choose_batch_size, py::arg("policy"), py::arg("seq_len"));
 
   py::class_<ScoreProblem>(m, "ScoreProblem")

@@ -34,7 +34,9 @@ int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
   // dominates) plus the attention probabilities, float32.
   const int64_t per_token = 4 * (16 * policy.hidden_size + 2 * policy.num_heads * seq_len);
   const int64_t per_row = std::max<int64_t>(1, per_token * std::max<int64_t>(seq_len, 1));
-  return std::clamp<int64_t>(policy.memory_budget / per_row, 1, policy.max_batch_size);
+  int64_t rows = std::min(policy.memory_budget / per_row, policy.max_batch_size);
+  if (policy.max_batch_tokens > 0) rows = std::min(rows, policy.max_batch_tokens / std::max<int64_t>(seq_len, 1));
+  return std::max<int64_t>(rows, 1);
 }
 
 ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy,
@@ -80,48 +82,37 @@ double ScoreEvaluator::seconds() const {
 }
 
 const std::vector<double>& ScoreEvaluator::clean_scores() {
-  if (!have_clean_) {
-    std::vector<Row> rows;
-    for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
-      rows.push_back({0, static_cast<int64_t>(s), static_cast<int64_t>(problem_.ids.size() + problem_.suffixes[s].size())});
-    }
-    clean_.assign(problem_.n_targets, 0.0);
-    expect_rows(static_cast<int64_t>(rows.size()));
-    run_rows({&problem_.ids}, rows, clean_);
-    have_clean_ = true;
-  }
+  if (!have_clean_) evaluate({});
   return clean_;
 }
 
 std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants) {
   const int64_t n = n_positions();
   const int64_t n_targets = problem_.n_targets;
-  const auto& clean = clean_scores();
-  // Distinct variants, each evaluated once; the clean input is already known.
+  // Distinct inputs, each evaluated once. Entry 0 is the clean input: run in the same batches as the
+  // first variants, then remembered.
   std::unordered_map<const std::vector<int64_t>*, int64_t, IdsHash, IdsEqual> index_of;
-  std::vector<const std::vector<int64_t>*> unique;
+  std::vector<const std::vector<int64_t>*> unique{&problem_.ids};
+  index_of.emplace(&problem_.ids, 0);
   std::vector<int64_t> unique_of(variants.size());
   for (size_t v = 0; v < variants.size(); ++v) {
     if (static_cast<int64_t>(variants[v].size()) != n) throw InvalidInputError("a variant has the wrong length");
-    if (variants[v] == problem_.ids) {
-      unique_of[v] = -1;
-      continue;
-    }
     auto [it, inserted] = index_of.emplace(&variants[v], static_cast<int64_t>(unique.size()));
     if (inserted) unique.push_back(&variants[v]);
     unique_of[v] = it->second;
   }
   std::vector<double> unique_scores(unique.size() * n_targets);
   std::vector<Row> rows;
+  std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
   for (size_t u = 0; u < unique.size(); ++u) {
+    if (u == 0 && have_clean_) continue;
     const auto& ids = *unique[u];
     int64_t first_changed = 0;
     while (first_changed < n && ids[first_changed] == problem_.ids[first_changed]) ++first_changed;
     for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
       const int64_t horizon = problem_.horizons[s];
-      if (horizon >= 0 && first_changed > horizon) {
-        // A causal model cannot see this change from the scored positions: the scores are clean.
-        for (int64_t t : problem_.column_targets[s]) if (t >= 0) unique_scores[u * n_targets + t] = clean[t];
+      if (u > 0 && horizon >= 0 && first_changed > horizon) {
+        unseen.emplace_back(static_cast<int64_t>(u), static_cast<int64_t>(s));
         continue;
       }
       rows.push_back({static_cast<int64_t>(u), static_cast<int64_t>(s),
@@ -130,9 +121,17 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
   }
   expect_rows(static_cast<int64_t>(rows.size()));
   run_rows(unique, rows, unique_scores);
+  if (!have_clean_) {
+    clean_.assign(unique_scores.begin(), unique_scores.begin() + n_targets);
+    have_clean_ = true;
+  }
+  std::copy(clean_.begin(), clean_.end(), unique_scores.begin());
+  for (const auto& [u, s] : unseen) {
+    for (int64_t t : problem_.column_targets[s]) if (t >= 0) unique_scores[u * n_targets + t] = clean_[t];
+  }
   std::vector<double> scores(variants.size() * n_targets);
   for (size_t v = 0; v < variants.size(); ++v) {
-    const double* src = unique_of[v] < 0 ? clean.data() : &unique_scores[unique_of[v] * n_targets];
+    const double* src = &unique_scores[unique_of[v] * n_targets];
     std::copy(src, src + n_targets, &scores[v * n_targets]);
   }
   return scores;

@@ -71,8 +71,8 @@ AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& pa
     variants.push_back(evaluator.ids());
     std::fill(variants.back().begin() + start, variants.back().begin() + end, params.baseline_id);
   }
-  AttributionResult result = empty_result(evaluator);
   const auto scores = evaluator.evaluate(variants);
+  AttributionResult result = empty_result(evaluator);
   const int64_t n_targets = result.n_targets;
   std::vector<int64_t> coverage(result.n_positions, 0);
   for (size_t w = 0; w < windows.size(); ++w) {
@@ -99,8 +99,8 @@ AttributionResult feature_ablation(ScoreEvaluator& evaluator, const AblationPara
     ablated[g] = 1;
     variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
   }
-  AttributionResult result = empty_result(evaluator);
   const auto scores = evaluator.evaluate(variants);
+  AttributionResult result = empty_result(evaluator);
   const int64_t n_targets = result.n_targets;
   std::vector<double> per_feature(m * n_targets);
   for (int64_t g = 0; g < m; ++g) {
@@ -131,8 +131,7 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
     }
   }
   if (n_permutations < 1) throw InvalidInputError("n_permutations must be >= 1");
-  AttributionResult result = empty_result(evaluator);
-  const int64_t n_targets = result.n_targets;
+  const int64_t n_targets = evaluator.n_targets();
   std::vector<double> sum(m * n_targets, 0.0), sum_squares(m * n_targets, 0.0);
   math::Rng rng(params.seed);
   // Enough permutations per sweep to fill whole batches, checking the budget between sweeps.
@@ -172,6 +171,7 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
     const bool over_time = params.max_seconds > 0 && evaluator.seconds() >= params.max_seconds;
     if (over_evaluations || over_time) break;
   }
+  AttributionResult result = empty_result(evaluator);
   std::vector<double> mean(m * n_targets), error(m * n_targets);
   for (int64_t k = 0; k < m * n_targets; ++k) {
     mean[k] = sum[k] / done;
@@ -223,9 +223,9 @@ AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& pa
     for (int64_t j = 0; j < m; ++j) ablated[j] = samples.coalitions[i * m + j] ? 0 : 1;
     variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
   }
+  const auto scores = evaluator.evaluate(variants);
   AttributionResult result = empty_result(evaluator);
   const int64_t n_targets = result.n_targets;
-  const auto scores = evaluator.evaluate(variants);
   std::vector<double> x(samples.coalitions.begin(), samples.coalitions.end());
   const auto beta = math::weighted_least_squares(x, scores, samples.weights, n, m, n_targets, params.ridge);
   std::vector<double> per_feature(beta.begin(), beta.begin() + m * n_targets);

@@ -141,6 +141,8 @@ void Session::create(const void* bytes, size_t size, const std::string* path, co
   rt_->check(api.SetIntraOpNumThreads(options.get(), config.intra_op_threads), Phase::kSetup,
              "setting the thread count");
   rt_->check(api.SetSessionLogSeverityLevel(options.get(), ort::kError), Phase::kSetup, "setting the log level");
+  rt_->check(api.AddSessionConfigEntry(options.get(), "session.intra_op.allow_spinning", config.allow_spinning ? "1" : "0"),
+             Phase::kSetup, "setting thread spinning");
   configure_provider(options.get(), config);
   use_io_binding_ = config.use_io_binding || provider_ == "cuda";
 

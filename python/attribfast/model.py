@@ -210,7 +210,14 @@ class AttributionModel:
         if graph not in self._spec.graphs:
             raise MethodNotAvailableError(f"this model has no {graph} graph")
         if graph not in self._sessions:
-            self._sessions[graph] = Session(self._spec.graphs[graph], provider=self._provider, threads=self._threads)
+            # Only the graphs the sweeps run back to back may spin; an idle spinning pool would
+            # take cores from them.
+            self._sessions[graph] = Session(
+                self._spec.graphs[graph],
+                provider=self._provider,
+                threads=self._threads,
+                spinning=graph in ("forward", "gradient"),
+            )
         return self._sessions[graph]
 
     # Attribution -----------------------------------------------------------------------------
@@ -263,6 +270,8 @@ class AttributionModel:
         policy.memory_budget = self._memory_budget
         policy.hidden_size = self._spec.hidden_size
         policy.num_heads = self._spec.num_heads
+        if self.session(method.needs).provider == "cuda":
+            policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
         callback, finish = _progress_callback(progress)
         try:
             result = self._compute(method, encoded, plan, policy, callback, seed)
@@ -506,14 +515,22 @@ class AttributionModel:
         )
 
     def _reference_targets(self, references: list[str]) -> _Targets:
-        embeddings = []
-        for sentence in references:
-            if not sentence.strip():
-                raise TargetError("a reference sentence is empty")
-            ids = np.asarray([self._spec.tokenizer.encode(sentence).ids], np.int64)
-            (embedding,) = self.session("embed").run({"input_ids": ids, "attention_mask": np.ones_like(ids)})
-            embeddings.append(embedding[0])
-        stacked = np.stack(embeddings).astype(np.float32)
+        if any(not sentence.strip() for sentence in references):
+            raise TargetError("a reference sentence is empty")
+        # One run for all references: right-padded, and the mask keeps padding out of the pooling.
+        encoded = [self._spec.tokenizer.encode(sentence).ids for sentence in references]
+        longest = max(len(ids) for ids in encoded)
+        if self._spec.max_length is not None and longest > self._spec.max_length:
+            raise InputTooLongError(
+                f"a reference sentence has {longest} tokens; the model takes at most {self._spec.max_length}"
+            )
+        ids = np.full((len(encoded), longest), self._pad_id(), np.int64)
+        mask = np.zeros_like(ids)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        (stacked,) = self.session("embed").run({"input_ids": ids, "attention_mask": mask})
+        stacked = stacked.astype(np.float32)
         return _Targets(
             labels=tuple(references),
             suffixes=[[]],

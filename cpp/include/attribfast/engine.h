@@ -43,6 +43,9 @@ struct BatchPolicy {
   int64_t hidden_size = 768;          // model shape hints for the activation estimate
   int64_t num_heads = 12;
   int64_t max_batch_size = 256;
+  // Tokens per batch at most (0: no limit). On CPUs, batches of a few thousand tokens keep the
+  // activations in cache and run faster than the largest batch the memory allows.
+  int64_t max_batch_tokens = 2048;
 };
 
 // Rows per batch for sequences of seq_len tokens under the policy.
@@ -56,7 +59,7 @@ class ScoreEvaluator {
   int64_t n_positions() const { return static_cast<int64_t>(problem_.ids.size()); }
   int64_t n_targets() const { return problem_.n_targets; }
   const std::vector<int64_t>& ids() const { return problem_.ids; }
-  // Scores of the unperturbed input, [n_targets].
+  // Scores of the unperturbed input, [n_targets] (run with the first evaluate() if not yet known).
   const std::vector<double>& clean_scores();
   // Scores [variants.size(), n_targets] of variants (each n ids). Each distinct variant is run once.
   std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants);

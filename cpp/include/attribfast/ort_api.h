@@ -138,6 +138,7 @@ using GetApiBaseFn = const ApiBase* (*)();
   X(ReleaseSessionOptions, 100, 1, void (*)(SessionOptions*))                                    \
   X(GetAvailableProviders, 125, 4, Status* (*)(char***, int*))                                   \
   X(ReleaseAvailableProviders, 126, 4, Status* (*)(char**, int))                                 \
+  X(AddSessionConfigEntry, 130, 5, Status* (*)(SessionOptions*, const char*, const char*))       \
   X(RunWithBinding, 133, 5, Status* (*)(Session*, const RunOptions*, const IoBinding*))          \
   X(CreateIoBinding, 134, 5, Status* (*)(Session*, IoBinding**))                                 \
   X(ReleaseIoBinding, 135, 5, void (*)(IoBinding*))                                              \

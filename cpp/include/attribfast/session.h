@@ -21,6 +21,9 @@ struct SessionConfig {
   bool use_io_binding = false;
   // When the requested provider cannot be used: run on CPU and record a warning, or throw.
   bool allow_fallback = true;
+  // Let idle intra-op threads spin for new work (ORT's default). Sessions that run only now and
+  // then should not spin: on few cores their spinning threads slow the sessions doing the work.
+  bool allow_spinning = true;
 };
 
 struct TensorInfo {
