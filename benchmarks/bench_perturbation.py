@@ -149,14 +149,17 @@ def bench_minilm(repeats: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=("gpt2", "minilm"), help="run one model only")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(os.cpu_count() or 2)
-    for name, bench in (
-        ("GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
-        ("all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
+    for key, name, bench in (
+        ("gpt2", "GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
+        ("minilm", "all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
     ):
+        if args.only not in (None, key):
+            continue
         rows, evaluations = bench(args.repeats)
         print(f"\n### Occlusion: {name} ({evaluations} model rows per attribution)\n")
         print(table(rows, "attribfast"))

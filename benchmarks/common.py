@@ -73,7 +73,10 @@ def reference_embedding_work(bundle: Path, tokenizer):
     import numpy as np
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(bundle / "embed.onnx"), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    # As in attribfast: an occasional session must not spin beside the busy one.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(bundle / "embed.onnx"), options, providers=["CPUExecutionProvider"])
     encoded = [tokenizer.encode(r).ids for r in REFERENCES]
     longest = max(map(len, encoded))
     ids = np.zeros((len(encoded), longest), np.int64)
