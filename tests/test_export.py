@@ -197,3 +197,14 @@ def test_optional_optimisation_is_measured_and_kept_only_when_exact(hf_dirs, tmp
     assert not any(name.endswith((".optimized.onnx", ".unoptimized.onnx")) for name in manifest["files"])
     result = attribfast.load(out).attribute("hello world", targets=[0], method="occlusion")
     assert np.all(np.isfinite(result.matrix))
+
+
+def test_external_data_bundles_load_and_match(hf_dirs, bundles, tmp_path):
+    out = export(hf_dirs["bert"], task="sequence-classification", out_dir=tmp_path / "ext", external_data=True)
+    manifest = json.loads((out / "attribfast.json").read_text())
+    external = [name for name in manifest["files"] if name.endswith(".data")]
+    assert external, manifest["files"]
+    text = "hello world this is"
+    ours = attribfast.load(out).attribute(text, targets=[1], method="occlusion")
+    inline = attribfast.load(bundles["bert"]).attribute(text, targets=[1], method="occlusion")
+    np.testing.assert_allclose(ours.matrix, inline.matrix, atol=1e-6)
