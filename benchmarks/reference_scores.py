@@ -51,8 +51,9 @@ def causal_target_only(model, continuation: list[int]):
     return forward
 
 
-def similarity_score(model, reference_ids):
-    """Cosine similarity of mean-pooled, normalised MiniLM embeddings, as sentence-transformers."""
+def similarity_score(model, reference_ids, *, grad: bool = False):
+    """Cosine similarity of mean-pooled, normalised MiniLM embeddings, as sentence-transformers.
+    grad=False wraps the score in no_grad (perturbation methods)."""
 
     def embed(ids):
         hidden = model(ids, attention_mask=torch.ones_like(ids)).last_hidden_state
@@ -62,21 +63,7 @@ def similarity_score(model, reference_ids):
         reference = embed(reference_ids)
 
     def forward(ids):
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             return embed(ids) @ reference[0]
-
-    return forward
-
-
-def similarity_score_with_grad(model, reference_ids):
-    def embed(ids):
-        hidden = model(ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-        return torch.nn.functional.normalize(hidden.mean(1), dim=-1)
-
-    with torch.no_grad():
-        reference = embed(reference_ids)
-
-    def forward(ids):
-        return embed(ids) @ reference[0]
 
     return forward
