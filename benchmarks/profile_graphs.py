@@ -1,0 +1,58 @@
+"""Kernel-time profile of a bundle's forward and gradient graphs under onnxruntime, by op type.
+
+    python benchmarks/profile_graphs.py
+
+Uses the GPT-2 4x256 bundle of the benchmarks (8 rows of 66 tokens, 3 scored tokens, 10 runs).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import numpy as np
+from common import CACHE, bundle_for, gpt2_bench_model
+
+
+def profile(graph_path, feeds, runs: int = 10) -> tuple[float, list[tuple[str, float]]]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(CACHE / "profile")
+    session = onnxruntime.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, feeds)
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    per_op = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    total = sum(per_op.values())
+    return total / runs / 1000, [(op, 100 * d / total) for op, d in per_op.most_common(8)]
+
+
+def main():
+    bundle = bundle_for(gpt2_bench_model(), "causal-lm", "gpt2-4x256")
+    rows, seq, hidden, scored = 8, 66, 256, 3
+    targets = {
+        "score_positions": np.tile(np.arange(63, 63 + scored), (rows, 1, 1)),
+        "score_ids": np.ones((rows, 1, scored), np.int64),
+        "score_weights": np.ones((rows, 1, scored), np.float32),
+    }
+    mask = {"attention_mask": np.ones((rows, seq), np.int64)}
+    embeds = (np.random.default_rng(0).standard_normal((rows, seq, hidden)) * 0.02).astype(np.float32)
+    graphs = {
+        "forward": {"input_ids": np.ones((rows, seq), np.int64), **mask, **targets},
+        "gradient": {"inputs_embeds": embeds, **mask, **targets},
+    }
+    for name, feeds in graphs.items():
+        milliseconds, ops = profile(bundle / f"{name}.onnx", feeds)
+        print(f"{name}.onnx: {milliseconds:.2f} ms of kernels per run of {rows} rows")
+        for op, share in ops:
+            print(f"    {op:<24} {share:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
