@@ -1,6 +1,6 @@
 """Kernel-time profile of a bundle's forward and gradient graphs under onnxruntime, by op type.
 
-    python benchmarks/profile_graphs.py
+    python benchmarks/profile_graphs.py [--denormal-as-zero]
 
 Uses the GPT-2 4x256 bundle of the benchmarks (8 rows of 66 tokens, 3 scored tokens, 10 runs).
 """
@@ -14,10 +14,11 @@ import numpy as np
 from common import CACHE, bundle_for, gpt2_bench_model
 
 
-def profile(graph_path, feeds, runs: int = 10) -> tuple[float, list[tuple[str, float]]]:
+def profile(graph_path, feeds, denormal_as_zero: bool, runs: int = 10) -> tuple[float, list[tuple[str, float]]]:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.set_denormal_as_zero", "1" if denormal_as_zero else "0")
     options.enable_profiling = True
     options.profile_file_prefix = str(CACHE / "profile")
     session = onnxruntime.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
@@ -34,6 +35,11 @@ def profile(graph_path, feeds, runs: int = 10) -> tuple[float, list[tuple[str, f
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--denormal-as-zero", action="store_true", help="flush denormals to zero in ORT")
+    args = parser.parse_args()
     bundle = bundle_for(gpt2_bench_model(), "causal-lm", "gpt2-4x256")
     rows, seq, hidden, scored = 8, 66, 256, 3
     targets = {
@@ -48,7 +54,7 @@ def main():
         "gradient": {"inputs_embeds": embeds, **mask, **targets},
     }
     for name, feeds in graphs.items():
-        milliseconds, ops = profile(bundle / f"{name}.onnx", feeds)
+        milliseconds, ops = profile(bundle / f"{name}.onnx", feeds, args.denormal_as_zero)
         print(f"{name}.onnx: {milliseconds:.2f} ms of kernels per run of {rows} rows")
         for op, share in ops:
             print(f"    {op:<24} {share:5.1f}%")
