@@ -231,7 +231,6 @@ def test_library_override_errors(tmp_path):
     )
     assert "LibraryError:" in result.stdout and "does not name a file" in result.stdout
     not_ort = tmp_path / "libnot_ort.so"
-    shutil.copy(ROOT + "/README.md", tmp_path / "readme")
     compiler = shutil.which("cc") or shutil.which("gcc")
     src = tmp_path / "x.c"
     src.write_text("int not_ort(void) { return 1; }\n")

@@ -109,6 +109,7 @@ void bind_engine(py::module_& m) {
     Runtime& rt = Runtime::load(path);
     return py::make_tuple(rt.version(), rt.library_path(), rt.api_version());
   }, py::arg("library_path"), "Load libonnxruntime once per process; returns (version, path, api version).");
+  m.attr("PROBE_MODEL") = py::bytes(reinterpret_cast<const char*>(kProbeModel), kProbeModelSize);
   m.def("available_providers", [] { return Runtime::get().available_providers(); });
   m.def("probe_provider", [](const std::string& provider, int device_id) {
     std::string why;

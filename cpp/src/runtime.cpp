@@ -35,14 +35,14 @@ namespace {
 std::mutex g_runtime_mutex;
 Runtime* g_runtime = nullptr;  // never freed: ORT must outlive every session, even at exit
 
-// A one-node model (y = Relu(x), float[1]), used to find out whether a provider really works.
+}  // namespace
+
 const unsigned char kProbeModel[] = {
     0x08, 0x08, 0x3a, 0x37, 0x0a, 0x0c, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x04, 0x52, 0x65, 0x6c,
     0x75, 0x12, 0x05, 0x70, 0x72, 0x6f, 0x62, 0x65, 0x5a, 0x0f, 0x0a, 0x01, 0x78, 0x12, 0x0a, 0x0a, 0x08,
     0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 0x08, 0x01, 0x62, 0x0f, 0x0a, 0x01, 0x79, 0x12, 0x0a, 0x0a, 0x08,
     0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 0x08, 0x01, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x0d};
-
-}  // namespace
+const size_t kProbeModelSize = sizeof(kProbeModel);
 
 Runtime::Runtime(const std::string& library_path, void* handle, const ort::ApiBase* base)
     : library_path_(library_path), handle_(handle) {
@@ -111,7 +111,7 @@ bool Runtime::provider_usable(const std::string& provider, int device_id, std::s
   config.device_id = device_id;
   config.allow_fallback = false;
   try {
-    Session probe(*this, kProbeModel, sizeof(kProbeModel), config);
+    Session probe(*this, kProbeModel, kProbeModelSize, config);
     return true;
   } catch (const Error& e) {
     if (why) *why = e.what();

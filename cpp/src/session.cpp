@@ -156,9 +156,7 @@ void Session::create(const void* bytes, size_t size, const std::string* path, co
       api.ReleaseStatus(status);
       SessionConfig cpu = config;
       cpu.provider = "cpu";
-      auto kept = warnings_;
-      create(bytes, size, path, cpu);
-      warnings_.insert(warnings_.begin(), kept.begin(), kept.end());
+      create(bytes, size, path, cpu);  // keeps warnings_: the fallback is reported once
       return;
     }
     throw_status(api, status, Phase::kLoad, path ? "loading model " + *path : std::string("loading model bytes"));

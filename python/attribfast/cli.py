@@ -14,7 +14,7 @@ from .errors import AttribfastError
 def _info(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._probe import RELU_MODEL
+    from . import _core
     from ._runtime import runtime_info
     from .session import Session
 
@@ -24,7 +24,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"providers usable: {', '.join(info.usable_providers)}")
     for provider, why in info.unusable_reasons.items():
         print(f"  {provider} unusable: {why}")
-    (y,) = Session(RELU_MODEL).run({"x": np.array([-1.0], np.float32)})
+    (y,) = Session(_core.PROBE_MODEL).run({"x": np.array([-1.0], np.float32)})
     print(f"tiny model ran through the core: relu(-1) = {float(y[0])}")
     return 0
 

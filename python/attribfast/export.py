@@ -343,7 +343,7 @@ def _validate(task, model, score_module, aux_module, bundle: Path, max_length: i
         scores, grads = sessions["gradient"].run(None, grad_feeds)
         errors["gradient_scores"] = max(errors["gradient_scores"], float(np.abs(scores - reference).max()))
         scale = max(float(grad_reference.abs().max()), 1e-12)
-        errors["gradients"] = max(errors["gradients"], float((grads - grad_reference.numpy()).__abs__().max()) / scale)
+        errors["gradients"] = max(errors["gradients"], float(np.abs(grads - grad_reference.numpy()).max()) / scale)
         aux_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         aux_args = [embeds, mask]
         if task == "causal-lm":

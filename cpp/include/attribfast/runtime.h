@@ -50,6 +50,10 @@ class Runtime {
   ort::MemoryInfo* cpu_memory_ = nullptr;
 };
 
+// A serialized one-node model (y = Relu(x), float[1]): probes providers and smoke-tests the runtime.
+extern const unsigned char kProbeModel[];
+extern const size_t kProbeModelSize;
+
 // Owning pointer for ORT objects, released through the runtime's API table.
 template <typename T>
 struct OrtDeleter {
