@@ -8,7 +8,7 @@ import torch
 def causal_full_logits(model, n_prompt: int, continuation: list[int], *, grad: bool = False):
     """The HF model's own forward on prompt + continuation ids: full-vocabulary logits at every
     position, as a typical user scores a continuation. grad=False wraps it in no_grad (perturbation)."""
-    cont = torch.tensor(continuation)
+    cont = torch.tensor(continuation, device=model.device)
 
     def score(full_ids):
         logits = model(full_ids).logits
@@ -27,7 +27,7 @@ def causal_full_logits(model, n_prompt: int, continuation: list[int], *, grad: b
 
 def causal_target_only_from_embeddings(model, continuation: list[int]):
     """Hidden states gathered at the scored positions before the LM head (what the bundle computes)."""
-    cont = torch.tensor(continuation)
+    cont = torch.tensor(continuation, device=model.device)
     table = model.get_input_embeddings().weight
 
     def forward(embeds):

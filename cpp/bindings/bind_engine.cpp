@@ -124,7 +124,7 @@ void bind_engine(py::module_& m) {
 
   py::class_<Session>(m, "Session")
       .def(py::init([](const py::object& model, const std::string& provider, int device_id, int threads,
-                       int optimization_level, bool use_io_binding, bool allow_spinning) {
+                       int optimization_level, bool use_io_binding, bool allow_spinning, bool allow_tf32) {
              SessionConfig config;
              config.provider = provider;
              config.device_id = device_id;
@@ -132,6 +132,7 @@ void bind_engine(py::module_& m) {
              config.graph_optimization_level = optimization_level;
              config.use_io_binding = use_io_binding;
              config.allow_spinning = allow_spinning;
+             config.allow_tf32 = allow_tf32;
              const Runtime& rt = Runtime::get();
              if (py::isinstance<py::bytes>(model)) {
                std::string bytes = py::cast<std::string>(model);
@@ -143,7 +144,8 @@ void bind_engine(py::module_& m) {
              return new Session(rt, path, config);
            }),
            py::arg("model"), py::arg("provider") = "cpu", py::arg("device_id") = 0, py::arg("threads") = 0,
-           py::arg("optimization_level") = 99, py::arg("use_io_binding") = false, py::arg("allow_spinning") = true)
+           py::arg("optimization_level") = 99, py::arg("use_io_binding") = false, py::arg("allow_spinning") = true,
+           py::arg("allow_tf32") = false)
       .def_property_readonly("inputs", [](const Session& s) {
         py::list out;
         for (const auto& info : s.inputs()) out.append(describe(info));
@@ -155,6 +157,13 @@ void bind_engine(py::module_& m) {
         return out;
       })
       .def_property_readonly("provider", &Session::provider)
+      .def_property_readonly("device_id", &Session::device_id)
+      .def_property_readonly("pinned_staging", [](const Session& s) { return s.pinned_allocator() != nullptr; })
+      .def("device_memory", [](const Session& s) -> py::object {
+        size_t free_bytes = 0, total_bytes = 0;
+        if (!s.device_memory(&free_bytes, &total_bytes)) return py::none();
+        return py::make_tuple(free_bytes, total_bytes);
+      })
       .def_property_readonly("warnings", &Session::warnings)
       .def("run", [](const Session& s, const py::dict& feeds, const std::optional<std::vector<std::string>>& names) {
         Inputs inputs = convert_inputs(feeds);

@@ -42,7 +42,8 @@ int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
 ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy,
                                const RunControl* control, ProgressFn progress)
     : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
-      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()) {
+      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()), ids_buffer_(session),
+      mask_buffer_(session) {
   const auto n_segments = problem_.suffixes.size();
   if (problem_.ids.empty()) throw InvalidInputError("the input has no tokens");
   if (n_segments == 0) throw InvalidInputError("at least one target segment is needed");
@@ -74,7 +75,8 @@ ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, Bat
       throw InvalidInputError("extra input '" + extra.name + "' needs one row per segment");
     }
   }
-  extra_buffers_.resize(problem_.extras.size());
+  extra_buffers_.reserve(problem_.extras.size());
+  for (size_t e = 0; e < problem_.extras.size(); ++e) extra_buffers_.emplace_back(session_);
 }
 
 double ScoreEvaluator::seconds() const {
@@ -154,33 +156,35 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
     }
     const int64_t batch = static_cast<int64_t>(end - begin);
     const int64_t seq = rows[end - 1].length;
-    ids_buffer_.assign(batch * seq, problem_.pad_id);
-    mask_buffer_.assign(batch * seq, 0);
+    int64_t* batch_ids = ids_buffer_.get<int64_t>(batch * seq);
+    int64_t* batch_mask = mask_buffer_.get<int64_t>(batch * seq);
+    std::fill(batch_ids, batch_ids + batch * seq, problem_.pad_id);
+    std::fill(batch_mask, batch_mask + batch * seq, 0);
     for (int64_t b = 0; b < batch; ++b) {
       const Row& row = rows[begin + b];
       const auto& ids = *variants[row.variant];
       const auto& suffix = problem_.suffixes[row.segment];
-      int64_t* dest = &ids_buffer_[b * seq];
+      int64_t* dest = batch_ids + b * seq;
       std::copy(ids.begin(), ids.end(), dest);
       std::copy(suffix.begin(), suffix.end(), dest + n);
-      std::fill(&mask_buffer_[b * seq], &mask_buffer_[b * seq] + row.length, 1);
+      std::fill(batch_mask + b * seq, batch_mask + b * seq + row.length, 1);
     }
     std::vector<NamedTensor> inputs;
-    inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, ids_buffer_.data(), {batch, seq}});
+    inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, batch_ids, {batch, seq}, ids_buffer_.pinned()});
     if (!problem_.mask_input.empty()) {
-      inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask_buffer_.data(), {batch, seq}});
+      inputs.emplace_back(problem_.mask_input,
+                          TensorView{ort::kInt64, batch_mask, {batch, seq}, mask_buffer_.pinned()});
     }
     for (size_t e = 0; e < problem_.extras.size(); ++e) {
       const auto& extra = problem_.extras[e];
       const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
-      auto& buffer = extra_buffers_[e];
-      buffer.resize(batch * row_bytes);
+      auto* buffer = extra_buffers_[e].get<unsigned char>(batch * row_bytes);
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(&buffer[b * row_bytes], &extra.data[rows[begin + b].segment * row_bytes], row_bytes);
+        std::memcpy(buffer + b * row_bytes, &extra.data[rows[begin + b].segment * row_bytes], row_bytes);
       }
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
-      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer.data(), shape});
+      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
     auto outputs = session_.run(inputs, {problem_.score_output}, control_);
     const auto& scores = outputs[0];

@@ -41,7 +41,8 @@ double aggregate(const double* values, int64_t hidden, Aggregation aggregation) 
 GradientRunner::GradientRunner(const Session& session, GradientProblem problem, BatchPolicy policy,
                                const RunControl* control, ProgressFn progress)
     : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
-      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()) {
+      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()), embeds_buffer_(session),
+      mask_buffer_(session) {
   const int64_t n = n_positions();
   const int64_t hidden = problem_.hidden_size;
   if (n == 0) throw InvalidInputError("the input has no tokens");
@@ -67,7 +68,8 @@ GradientRunner::GradientRunner(const Session& session, GradientProblem problem, 
     const float* row = embedding_row(problem_, problem_.ids[p]);
     std::copy(row, row + hidden, &input_[p * hidden]);
   }
-  extra_buffers_.resize(problem_.extras.size());
+  extra_buffers_.reserve(problem_.extras.size());
+  for (size_t e = 0; e < problem_.extras.size(); ++e) extra_buffers_.emplace_back(session_);
 }
 
 double GradientRunner::seconds() const {
@@ -95,11 +97,13 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     }
     const int64_t batch = static_cast<int64_t>(end - begin);
     const int64_t seq = length(order[end - 1]);
-    embeds_buffer_.assign(batch * seq * hidden, 0.0f);
-    mask_buffer_.assign(batch * seq, 0);
+    float* batch_embeds = embeds_buffer_.get<float>(batch * seq * hidden);
+    int64_t* batch_mask = mask_buffer_.get<int64_t>(batch * seq);
+    std::fill(batch_embeds, batch_embeds + batch * seq * hidden, 0.0f);
+    std::fill(batch_mask, batch_mask + batch * seq, 0);
     for (int64_t b = 0; b < batch; ++b) {
       const Row& row = rows[order[begin + b]];
-      float* dest = &embeds_buffer_[b * seq * hidden];
+      float* dest = batch_embeds + b * seq * hidden;
       if (row.alpha == 1.0 || row.alpha == 0.0) {
         // The path's ends exactly, without the rounding of b + 1 * (x - b).
         const auto& end_point = row.alpha == 1.0 ? input_ : problem_.baseline;
@@ -115,24 +119,24 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
         const float* e = embedding_row(problem_, suffix[s]);
         std::copy(e, e + hidden, dest + (n + s) * hidden);
       }
-      std::fill(&mask_buffer_[b * seq], &mask_buffer_[b * seq] + length(order[begin + b]), 1);
+      std::fill(batch_mask + b * seq, batch_mask + b * seq + length(order[begin + b]), 1);
     }
     std::vector<NamedTensor> inputs;
-    inputs.emplace_back(problem_.embeds_input, TensorView{ort::kFloat32, embeds_buffer_.data(), {batch, seq, hidden}});
+    inputs.emplace_back(problem_.embeds_input,
+                        TensorView{ort::kFloat32, batch_embeds, {batch, seq, hidden}, embeds_buffer_.pinned()});
     if (!problem_.mask_input.empty()) {
-      inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask_buffer_.data(), {batch, seq}});
+      inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, batch_mask, {batch, seq}, mask_buffer_.pinned()});
     }
     for (size_t e = 0; e < problem_.extras.size(); ++e) {
       const auto& extra = problem_.extras[e];
       const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
-      auto& buffer = extra_buffers_[e];
-      buffer.resize(batch * row_bytes);
+      auto* buffer = extra_buffers_[e].get<unsigned char>(batch * row_bytes);
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(&buffer[b * row_bytes], &extra.data[rows[order[begin + b]].target * row_bytes], row_bytes);
+        std::memcpy(buffer + b * row_bytes, &extra.data[rows[order[begin + b]].target * row_bytes], row_bytes);
       }
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
-      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer.data(), shape});
+      inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
     auto outputs = session_.run(inputs, {problem_.score_output, problem_.gradient_output}, control_);
     const auto& scores = outputs[0];

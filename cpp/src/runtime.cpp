@@ -23,6 +23,9 @@ template <> void OrtDeleter<ort::TensorTypeAndShapeInfo>::operator()(ort::Tensor
 template <> void OrtDeleter<ort::MemoryInfo>::operator()(ort::MemoryInfo* p) const {
   if (p) api->ReleaseMemoryInfo(p);
 }
+template <> void OrtDeleter<ort::Allocator>::operator()(ort::Allocator* p) const {
+  if (p) api->ReleaseAllocator(p);
+}
 template <> void OrtDeleter<ort::IoBinding>::operator()(ort::IoBinding* p) const {
   if (p) api->ReleaseIoBinding(p);
 }
@@ -103,6 +106,29 @@ std::vector<std::string> Runtime::available_providers() const {
   std::vector<std::string> result(names, names + count);
   check(api_.ReleaseAvailableProviders(names, count), Phase::kSetup, "releasing the provider list");
   return result;
+}
+
+bool cuda_memory_info(int device_id, size_t* free_bytes, size_t* total_bytes) {
+  using GetDeviceFn = int (*)(int*);
+  using SetDeviceFn = int (*)(int);
+  using MemGetInfoFn = int (*)(size_t*, size_t*);
+  static void* cudart = [] {
+    for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
+      if (void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL)) return handle;
+    }
+    return static_cast<void*>(nullptr);
+  }();
+  if (cudart == nullptr) return false;
+  auto get_device = reinterpret_cast<GetDeviceFn>(dlsym(cudart, "cudaGetDevice"));
+  auto set_device = reinterpret_cast<SetDeviceFn>(dlsym(cudart, "cudaSetDevice"));
+  auto mem_get_info = reinterpret_cast<MemGetInfoFn>(dlsym(cudart, "cudaMemGetInfo"));
+  if (!get_device || !set_device || !mem_get_info) return false;
+  // cudaMemGetInfo answers for the thread's current device: switch to ours, then back.
+  int previous = 0;
+  if (get_device(&previous) != 0 || set_device(device_id) != 0) return false;
+  const bool ok = mem_get_info(free_bytes, total_bytes) == 0;
+  set_device(previous);
+  return ok;
 }
 
 bool Runtime::provider_usable(const std::string& provider, int device_id, std::string* why) const {

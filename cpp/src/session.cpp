@@ -108,10 +108,15 @@ void Session::configure_provider(ort::SessionOptions* options, const SessionConf
   ort::Status* status = api.CreateCUDAProviderOptions(&raw);
   auto cuda_options = own(*rt_, raw);
   if (status == nullptr) {
+    if (config.device_id < 0) throw InvalidInputError("device_id must be >= 0");
     const std::string device = std::to_string(config.device_id);
-    const char* keys[] = {"device_id"};
-    const char* values[] = {device.c_str()};
-    status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 1);
+    const char* keys[] = {"device_id", "use_tf32"};
+    const char* values[] = {device.c_str(), config.allow_tf32 ? "1" : "0"};
+    status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 2);
+    if (status != nullptr) {  // a library without the TF32 switch: the device id alone
+      api.ReleaseStatus(status);
+      status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 1);
+    }
   }
   if (status == nullptr) status = api.SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda_options.get());
   if (status == nullptr) {
@@ -163,6 +168,62 @@ void Session::create(const void* bytes, size_t size, const std::string* path, co
   }
   session_ = own(*rt_, raw_session);
   introspect();
+  if (provider_ == "cuda") {
+    // Staging memory for inputs; without it (an ORT build with no pinned allocator) inputs stay in
+    // plain host memory, which is slower to copy but still correct.
+    ort::MemoryInfo* raw_memory = nullptr;
+    ort::Allocator* raw_allocator = nullptr;
+    ort::Status* pinned = api.CreateMemoryInfo("CudaPinned", ort::kDeviceAllocator, device_id_,
+                                               ort::kMemTypeCpuOutput, &raw_memory);
+    if (pinned == nullptr) {
+      pinned_memory_ = own(*rt_, raw_memory);
+      pinned = api.CreateAllocator(session_.get(), pinned_memory_.get(), &raw_allocator);
+    }
+    if (pinned == nullptr) {
+      pinned_allocator_ = own(*rt_, raw_allocator);
+    } else {
+      api.ReleaseStatus(pinned);
+    }
+  }
+}
+
+bool Session::device_memory(size_t* free_bytes, size_t* total_bytes) const {
+  return provider_ == "cuda" && cuda_memory_info(device_id_, free_bytes, total_bytes);
+}
+
+HostBuffer::HostBuffer(HostBuffer&& other) noexcept
+    : session_(other.session_), pinned_data_(other.pinned_data_), capacity_(other.capacity_),
+      plain_(std::move(other.plain_)) {
+  other.pinned_data_ = nullptr;
+  other.capacity_ = 0;
+}
+
+HostBuffer::~HostBuffer() { release(); }
+
+void HostBuffer::release() {
+  if (pinned_data_ != nullptr) {
+    session_->runtime().api().AllocatorFree(session_->pinned_allocator(), pinned_data_);
+    pinned_data_ = nullptr;
+  }
+  capacity_ = 0;
+}
+
+void* HostBuffer::reserve(size_t bytes) {
+  ort::Allocator* allocator = session_->pinned_allocator();
+  if (allocator == nullptr) {
+    if (plain_.size() < bytes) plain_.resize(bytes);
+    return plain_.data();
+  }
+  if (bytes > capacity_ || pinned_data_ == nullptr) {
+    const size_t grown = std::max<size_t>(std::max<size_t>(bytes, 1), capacity_ + capacity_ / 2);
+    release();
+    void* data = nullptr;
+    session_->runtime().check(session_->runtime().api().AllocatorAlloc(allocator, grown, &data), Phase::kRun,
+                              "allocating pinned host memory");
+    pinned_data_ = data;
+    capacity_ = grown;
+  }
+  return pinned_data_;
 }
 
 void Session::introspect() {
@@ -263,7 +324,8 @@ std::vector<OutputTensor> Session::run(const std::vector<NamedTensor>& inputs, c
     const size_t bytes = static_cast<size_t>(product(view.shape)) * element_size(view.element_type);
     ort::Value* raw = nullptr;
     // ORT only reads inputs; the const_cast is for its C signature.
-    rt_->check(api.CreateTensorWithDataAsOrtValue(rt_->cpu_memory(), const_cast<void*>(view.data), bytes,
+    const ort::MemoryInfo* memory = view.pinned && pinned_memory_ ? pinned_memory_.get() : rt_->cpu_memory();
+    rt_->check(api.CreateTensorWithDataAsOrtValue(memory, const_cast<void*>(view.data), bytes,
                                                   view.shape.data(), view.shape.size(),
                                                   static_cast<ort::ElementType>(view.element_type), &raw),
                Phase::kRun, "wrapping input '" + name + "'");

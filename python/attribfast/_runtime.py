@@ -12,6 +12,7 @@ from . import _core
 from .errors import LibraryError
 
 ORT_LIBRARY_ENV = "ATTRIBFAST_ORT_LIBRARY"
+PROVIDERS_ENV = "ATTRIBFAST_PROVIDERS"
 _lock = threading.Lock()
 _loaded: tuple[str, str, int] | None = None
 
@@ -38,6 +39,15 @@ def find_ort_library() -> str:
     if not candidates:
         raise LibraryError(f"no libonnxruntime.so.1.* in {capi}; set {ORT_LIBRARY_ENV} to one")
     return candidates[-1]
+
+
+def default_providers() -> tuple[str, ...]:
+    """The providers a model loads with when none are given: $ATTRIBFAST_PROVIDERS (comma-separated,
+    e.g. "cuda,cpu"), else ("cpu",). Lets a deployment, or a test run, move every model to the GPU."""
+    value = os.environ.get(PROVIDERS_ENV, "").strip()
+    if not value:
+        return ("cpu",)
+    return tuple(p.strip().lower() for p in value.split(",") if p.strip())
 
 
 def ensure_runtime() -> tuple[str, str, int]:

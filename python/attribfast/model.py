@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from ._runtime import PROVIDERS_ENV, default_providers
 from .attribution import Attribution, word_groups
 from .bundle import Bundle
 from .errors import (
@@ -32,9 +33,13 @@ from .methods import (
     ShapleySampling,
     resolve_method,
 )
+from .precision import bundle_dtype
 from .session import Session
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
+# On a GPU, batches may take this share of the device memory free at the first attribution (ORT's
+# arena and the weights need the rest).
+DEVICE_MEMORY_SHARE = 0.5
 TRUNCATIONS = ("left", "right")
 VISIBLE_SPACE = "\u2423"  # ␣
 
@@ -89,18 +94,22 @@ class _Targets:
 
 def load(
     bundle_dir: str | os.PathLike,
-    providers: Sequence[str] = ("cpu",),
+    providers: Sequence[str] | None = None,
     threads: int | None = None,
     memory_budget: int | None = None,
+    device_id: int = 0,
 ) -> AttributionModel:
     """Loads a bundle (verifying its file hashes) for attribution; needs no torch.
 
     providers: execution providers in order of preference ("cuda", "cpu"); a provider that cannot
-    be used falls back to CPU with a ProviderWarning. threads: intra-op threads (None: ORT decides).
-    memory_budget: bytes of activations a batch may take (default 1 GiB); batch sizes follow from it.
+    be used falls back to CPU with a ProviderWarning. None: $ATTRIBFAST_PROVIDERS, else ("cpu",).
+    threads: intra-op threads (None: ORT decides). memory_budget: bytes of activations a batch may
+    take (default: 1 GiB on CPU, half the free device memory on a GPU); batch sizes follow from it.
+    device_id: the CUDA device ordinal.
     """
     bundle = Bundle.load(bundle_dir)
     manifest = bundle.manifest
+    bundle_dtype(manifest)  # refuses a precision this version cannot run
     graphs = {name: bundle.path / graph["file"] for name, graph in manifest["graphs"].items()}
     labels = None
     if manifest.get("labels"):
@@ -122,24 +131,43 @@ def load(
         embeddings_loader=lambda: bundle.embeddings,
         target_inputs=tuple(manifest["graphs"]["forward"]["inputs"][2:]),
     )
-    return AttributionModel(spec, providers=providers, threads=threads, memory_budget=memory_budget)
+    return AttributionModel(
+        spec, providers=providers, threads=threads, memory_budget=memory_budget, device_id=device_id
+    )
 
 
 class AttributionModel:
     """A model ready to attribute. Create it with :func:`attribfast.load` or :meth:`from_onnx`."""
 
-    def __init__(self, spec: _Spec, *, providers: Sequence[str], threads: int | None, memory_budget: int | None):
-        providers = tuple(providers)
+    def __init__(
+        self,
+        spec: _Spec,
+        *,
+        providers: Sequence[str] | None,
+        threads: int | None,
+        memory_budget: int | None,
+        device_id: int = 0,
+    ):
+        from_env = providers is None
+        providers = default_providers() if from_env else tuple(providers)
         if not providers or any(p not in ("cpu", "cuda") for p in providers):
-            raise InvalidInputError(f"providers must be a non-empty sequence of 'cpu'/'cuda', got {providers!r}")
+            source = f" (from ${PROVIDERS_ENV})" if from_env else ""
+            raise InvalidInputError(
+                f"providers must be a non-empty sequence of 'cpu'/'cuda', got {providers!r}{source}"
+            )
         if memory_budget is not None and memory_budget <= 0:
             raise InvalidInputError("memory_budget must be a positive number of bytes")
+        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+            raise InvalidInputError(f"device_id must be a non-negative integer, got {device_id!r}")
         self._spec = spec
         self._provider = providers[0]
+        self._device_id = device_id
         self._threads = threads
+        self._memory_budget_given = memory_budget is not None
         self._memory_budget = memory_budget or DEFAULT_MEMORY_BUDGET
         self._sessions: dict[str, Session] = {}
         self._embeddings: np.ndarray | None = None
+        self._device_budget_bytes: int | None = None
 
     @classmethod
     def from_onnx(
@@ -154,9 +182,10 @@ class AttributionModel:
         pad_id: int = 0,
         causal: bool = False,
         max_length: int | None = None,
-        providers: Sequence[str] = ("cpu",),
+        providers: Sequence[str] | None = None,
         threads: int | None = None,
         memory_budget: int | None = None,
+        device_id: int = 0,
     ) -> AttributionModel:
         """Brings your own ONNX model whose output is a score vector [batch, n_scores].
 
@@ -186,7 +215,7 @@ class AttributionModel:
             mask_input=mask_input or "",
             score_output=score_output,
         )
-        model = cls(spec, providers=providers, threads=threads, memory_budget=memory_budget)
+        model = cls(spec, providers=providers, threads=threads, memory_budget=memory_budget, device_id=device_id)
         model._check_byo_graph()
         return model
 
@@ -215,6 +244,7 @@ class AttributionModel:
             self._sessions[graph] = Session(
                 self._spec.graphs[graph],
                 provider=self._provider,
+                device_id=self._device_id,
                 threads=self._threads,
                 spinning=graph in ("forward", "gradient"),
             )
@@ -270,8 +300,10 @@ class AttributionModel:
         policy.memory_budget = self._memory_budget
         policy.hidden_size = self._spec.hidden_size
         policy.num_heads = self._spec.num_heads
-        if self.session(method.needs).provider == "cuda":
+        session = self.session(method.needs)
+        if session.provider == "cuda":
             policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
+            policy.memory_budget = self._device_budget(session)
         callback, finish = _progress_callback(progress)
         try:
             result = self._compute(method, encoded, plan, policy, callback, seed)
@@ -297,6 +329,17 @@ class AttributionModel:
             evaluations=result.rows_run,
             seconds=result.seconds,
         )
+
+    def _device_budget(self, session: Session) -> int:
+        """Activation bytes a GPU batch may take: the user's budget, else a share of the free device
+        memory, read once (later reads would see ORT's own arena as used)."""
+        if self._memory_budget_given:
+            return self._memory_budget
+        if self._device_budget_bytes is None:
+            memory = session.device_memory()
+            free = memory[0] if memory else DEFAULT_MEMORY_BUDGET / DEVICE_MEMORY_SHARE
+            self._device_budget_bytes = max(int(free * DEVICE_MEMORY_SHARE), 1 << 26)
+        return self._device_budget_bytes
 
     # Inputs -------------------------------------------------------------------------------------
 

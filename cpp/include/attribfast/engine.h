@@ -87,8 +87,8 @@ class ScoreEvaluator {
   int64_t rows_run_ = 0;
   int64_t rows_expected_ = 0;
   std::chrono::steady_clock::time_point start_;
-  std::vector<int64_t> ids_buffer_, mask_buffer_;
-  std::vector<std::vector<unsigned char>> extra_buffers_;
+  HostBuffer ids_buffer_, mask_buffer_;
+  std::vector<HostBuffer> extra_buffers_;
 };
 
 }  // namespace attribfast

@@ -67,9 +67,8 @@ class GradientRunner {
   int64_t rows_run_ = 0;
   int64_t rows_expected_ = 0;
   std::chrono::steady_clock::time_point start_;
-  std::vector<float> embeds_buffer_;
-  std::vector<int64_t> mask_buffer_;
-  std::vector<std::vector<unsigned char>> extra_buffers_;
+  HostBuffer embeds_buffer_, mask_buffer_;
+  std::vector<HostBuffer> extra_buffers_;
 };
 
 AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedGradientsParams& params);

@@ -125,6 +125,7 @@ using GetApiBaseFn = const ApiBase* (*)();
   X(CreateMemoryInfo, 68, 1,                                                                     \
     Status* (*)(const char*, AllocatorType, int, MemType, MemoryInfo**))                         \
   X(CreateCpuMemoryInfo, 69, 1, Status* (*)(AllocatorType, MemType, MemoryInfo**))               \
+  X(AllocatorAlloc, 75, 1, Status* (*)(Allocator*, size_t, void**))                              \
   X(AllocatorFree, 76, 1, Status* (*)(Allocator*, void*))                                        \
   X(GetAllocatorWithDefaultOptions, 78, 1, Status* (*)(Allocator**))                             \
   X(ReleaseEnv, 92, 1, void (*)(Env*))                                                           \
@@ -139,6 +140,8 @@ using GetApiBaseFn = const ApiBase* (*)();
   X(GetAvailableProviders, 125, 4, Status* (*)(char***, int*))                                   \
   X(ReleaseAvailableProviders, 126, 4, Status* (*)(char**, int))                                 \
   X(AddSessionConfigEntry, 130, 5, Status* (*)(SessionOptions*, const char*, const char*))       \
+  X(CreateAllocator, 131, 5, Status* (*)(const Session*, const MemoryInfo*, Allocator**))       \
+  X(ReleaseAllocator, 132, 5, void (*)(Allocator*))                                              \
   X(RunWithBinding, 133, 5, Status* (*)(Session*, const RunOptions*, const IoBinding*))          \
   X(CreateIoBinding, 134, 5, Status* (*)(Session*, IoBinding**))                                 \
   X(ReleaseIoBinding, 135, 5, void (*)(IoBinding*))                                              \

@@ -50,6 +50,10 @@ class Runtime {
   ort::MemoryInfo* cpu_memory_ = nullptr;
 };
 
+// Free and total memory of a CUDA device, asked of the CUDA runtime that ORT's CUDA provider
+// loaded (libcudart, dlopen'ed; the core never links CUDA). False where no CUDA runtime answers.
+bool cuda_memory_info(int device_id, size_t* free_bytes, size_t* total_bytes);
+
 // A serialized one-node model (y = Relu(x), float[1]): probes providers and smoke-tests the runtime.
 extern const unsigned char kProbeModel[];
 extern const size_t kProbeModelSize;

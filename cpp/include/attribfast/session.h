@@ -24,6 +24,9 @@ struct SessionConfig {
   // Let idle intra-op threads spin for new work (ORT's default). Sessions that run only now and
   // then should not spin: on few cores their spinning threads slow the sessions doing the work.
   bool allow_spinning = true;
+  // TF32 matrix products on CUDA: faster, but only ~1e-3 relative, so off unless asked for (an
+  // fp32 attribution should match the CPU's to 1e-4).
+  bool allow_tf32 = false;
 };
 
 struct TensorInfo {
@@ -33,11 +36,13 @@ struct TensorInfo {
   std::vector<std::string> symbolic_shape;   // the dimension's name where it has one, else ""
 };
 
-// A borrowed, contiguous CPU tensor given to a run.
+// A borrowed, contiguous host tensor given to a run. pinned: the data lives in the session's
+// page-locked staging memory (HostBuffer), which a CUDA run copies to the device by one DMA.
 struct TensorView {
   int element_type = 0;
   const void* data = nullptr;
   std::vector<int64_t> shape;
+  bool pinned = false;
 };
 
 // A run output; owns the ORT value that holds its data.
@@ -93,6 +98,11 @@ class Session {
   // Non-fatal events during creation (e.g. a fallback to CPU), for the caller to report.
   const std::vector<std::string>& warnings() const { return warnings_; }
   const Runtime& runtime() const { return *rt_; }
+  int device_id() const { return device_id_; }
+  // The allocator of page-locked host memory of a CUDA session (nullptr on CPU, or when ORT has none).
+  ort::Allocator* pinned_allocator() const { return pinned_allocator_.get(); }
+  // Free and total bytes of the session's GPU; false on CPU or when the CUDA runtime cannot say.
+  bool device_memory(size_t* free_bytes, size_t* total_bytes) const;
 
   // Runs once. Thread-safe: several threads may run the same session at the same time.
   std::vector<OutputTensor> run(const std::vector<NamedTensor>& inputs,
@@ -128,6 +138,34 @@ class Session {
   int device_id_ = 0;
   bool use_io_binding_ = false;
   std::vector<std::string> warnings_;
+  OrtPtr<ort::MemoryInfo> pinned_memory_;
+  OrtPtr<ort::Allocator> pinned_allocator_;
+};
+
+// A growable staging buffer for run inputs. For a CUDA session it is pinned memory from ORT's own
+// pinned allocator, so every batch reaches the device by one DMA copy; it only grows, so a sweep
+// allocates a handful of times rather than once per batch. Elsewhere it is plain host memory.
+class HostBuffer {
+ public:
+  explicit HostBuffer(const Session& session) : session_(&session) {}
+  ~HostBuffer();
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  HostBuffer(HostBuffer&& other) noexcept;
+  HostBuffer& operator=(HostBuffer&&) = delete;
+
+  // At least `bytes` of storage (contents are not kept when it grows).
+  void* reserve(size_t bytes);
+  template <typename T>
+  T* get(size_t count) { return static_cast<T*>(reserve(count * sizeof(T))); }
+  bool pinned() const { return pinned_data_ != nullptr; }
+
+ private:
+  void release();
+  const Session* session_;
+  void* pinned_data_ = nullptr;
+  size_t capacity_ = 0;
+  std::vector<unsigned char> plain_;
 };
 
 }  // namespace attribfast

@@ -1,0 +1,217 @@
+"""GPU: attribfast fp32 and fp16 vs Captum on the same GPU, occlusion and integrated gradients.
+
+    python benchmarks/bench_gpu.py --only gpt2-small --repeats 3
+
+Models (random init, tokenizer trained locally): GPT-2-small shape (12 layers, hidden 768, 124M) and
+Qwen2-0.5B shape (24 layers, hidden 896, 14 query / 2 key-value heads, vocab 151,936). A 512-token
+prompt and 5 continuations; occlusion with window 1 and integrated gradients with 32 Gauss-Legendre
+steps. Captum runs the same target-only score in torch on the same GPU (fp32, TF32 off as in
+attribfast), best-tuned: each batch option is probed once, the fastest is timed. Medians of
+--repeats runs, all in one process. Needs onnxruntime-gpu (or ATTRIBFAST_ORT_LIBRARY) and a CUDA torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from common import CACHE, CONTINUATIONS, median_seconds, prompt_ids, table
+
+PROMPT_TOKENS = 512
+N_STEPS = 32
+
+
+def make_model(name: str):
+    import torch
+    from tiny_models import gpt2_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    folder = CACHE / name
+    if (folder / "config.json").is_file():
+        return folder
+    fast = gpt2_tokenizer()
+    torch.manual_seed(0)
+    eos = fast.eos_token_id
+    if name.startswith("gpt2"):
+        layers, width = (12, 768) if name == "gpt2-small" else (2, 32)  # gpt2-smoke: a CPU dry run
+        config = GPT2Config(
+            n_layer=layers,
+            n_embd=width,
+            n_head=4 if width == 32 else 12,
+            n_positions=1024,
+            vocab_size=50257,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+        model = GPT2LMHeadModel(config)
+    else:
+        config = Qwen2Config(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
+            rope_theta=1e6,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+        model = Qwen2ForCausalLM(config)
+    model.eval().save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def bundles(name: str, model_dir):
+    """(fp32 bundle, fp16 bundle, export seconds, export peak RSS MB, fp16 conversion seconds)."""
+    import json
+
+    import attribfast
+    from attribfast.precision import to_float16
+
+    fp32 = CACHE / f"bundle-{name}"
+    if not (fp32 / "attribfast.json").is_file():
+        attribfast.export(model_dir, task="causal-lm", out_dir=fp32, overwrite=True)
+    manifest = json.loads((fp32 / "attribfast.json").read_text())
+    fp16 = CACHE / f"bundle-{name}-fp16"
+    start = time.perf_counter()
+    if not (fp16 / "attribfast.json").is_file():
+        to_float16(fp32, fp16, overwrite=True)
+    convert = time.perf_counter() - start
+    return fp32, fp16, manifest["export_seconds"], manifest["peak_memory_mb"], convert
+
+
+def tuned_captum(options, make_run, repeats):
+    """Captum best-tuned: probe each option once after a warm-up, then time the fastest."""
+    make_run(options[0])()
+    probes = []
+    for option in options:
+        start = time.perf_counter()
+        make_run(option)()
+        probes.append((time.perf_counter() - start, option))
+    best = min(probes, key=lambda p: p[0])[1]
+    median, times = median_seconds(make_run(best), repeats, warmup=0)
+    return median, times, best
+
+
+def relative(a, b) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def bench(name: str, repeats: int, device: str) -> None:
+    import attribfast
+    import torch
+    from captum.attr import LayerIntegratedGradients, Occlusion
+    from reference_scores import causal_target_only, causal_target_only_from_embeddings
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model_dir = make_model(name)
+    fp32_dir, fp16_dir, export_s, export_mb, convert_s = bundles(name, model_dir)
+    fp32 = attribfast.load(fp32_dir, providers=(device,))
+    fp16 = attribfast.load(fp16_dir, providers=(device,))
+    tokenizer = fp32._spec.tokenizer
+    ids = prompt_ids(tokenizer, PROMPT_TOKENS if device == "cuda" else 32)
+    pad = fp32._baseline_id(None)
+    continuations = [tokenizer.encode(c, add_special_tokens=False).ids for c in CONTINUATIONS]
+    ig = attribfast.IntegratedGradients(n_steps=N_STEPS)
+
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa").eval().to(device)
+    prompt = torch.tensor([ids], device=device)
+    embedding = hf.get_input_embeddings()
+
+    def sync(fn):
+        def run():
+            out = fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    def captum_occlusion(ppe):
+        return sync(
+            lambda: [
+                Occlusion(causal_target_only(hf, c)).attribute(
+                    prompt, sliding_window_shapes=(1,), baselines=pad, perturbations_per_eval=ppe
+                )
+                for c in continuations
+            ]
+        )
+
+    def captum_ig(batch):
+        def run():
+            out = []
+            for c in continuations:
+                score = causal_target_only_from_embeddings(hf, c)
+                lig = LayerIntegratedGradients(lambda x, s=score: s(embedding(x)), embedding)
+                out.append(
+                    lig.attribute(
+                        prompt,
+                        baselines=torch.full_like(prompt, pad),
+                        n_steps=N_STEPS,
+                        method="gausslegendre",
+                        internal_batch_size=batch,
+                    ).sum(-1)
+                )
+            return out
+
+        return sync(run)
+
+    results = {}
+    for label, method, options in (
+        ("occlusion", "occlusion", (32, 64, 128)),
+        ("integrated gradients", ig, (32, 64, 160)),
+    ):
+        ours32 = fp32.attribute(ids, targets=CONTINUATIONS, method=method)
+        ours16 = fp16.attribute(ids, targets=CONTINUATIONS, method=method)
+        rows = []
+        for tag, loaded in (("fp32", fp32), ("fp16", fp16)):
+            run = lambda m=loaded, k=method: m.attribute(ids, CONTINUATIONS, k)  # noqa: E731
+            rows.append((f"attribfast {tag}", *median_seconds(run, repeats)))
+        make = captum_occlusion if method == "occlusion" else captum_ig
+        reference = np.stack([a[0].detach().float().cpu().numpy() for a in make(options[-1])()], 1)
+        median, times, best = tuned_captum(options, make, repeats)
+        knob = "perturbations_per_eval" if method == "occlusion" else "internal_batch_size"
+        rows.append((f"Captum fp32, best-tuned ({knob}={best})", median, times))
+        results[label] = (rows, ours32, ours16, reference)
+        print(f"\n### {label}: {name}, {len(ids)}-token prompt, 5 continuations ({ours32.evaluations} rows)\n")
+        print(table(rows, "attribfast fp32"))
+        print(
+            f"\nmax |attribfast fp32 - Captum| = {np.abs(ours32.matrix - reference).max():.3g} "
+            f"(relative {relative(ours32.matrix, reference):.3g}); "
+            f"fp16 vs fp32 relative (max |diff| / max |fp32|) = {relative(ours16.matrix, ours32.matrix):.3g}"
+        )
+    print(f"\nexport: {export_s} s, peak RSS {export_mb} MB; fp16 conversion {convert_s:.1f} s")
+    memory = fp32.session("forward").device_memory()
+    if device == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}, free/total after runs {memory}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=("gpt2-small", "qwen2-0.5b"))
+    parser.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script")
+    args = parser.parse_args()
+    import attribfast
+    import onnxruntime
+    import torch
+
+    info = attribfast.runtime_info()
+    print(f"ORT {info.ort_version} at {info.library_path}; usable {info.usable_providers}; torch {torch.__version__}")
+    print(f"python onnxruntime {onnxruntime.__version__}")
+    if args.smoke:
+        return bench("gpt2-smoke", 1, "cpu")
+    if "cuda" not in info.usable_providers:
+        raise SystemExit(f"CUDA is not usable: {info.unusable_reasons}")
+    for name in ("gpt2-small", "qwen2-0.5b"):
+        if args.only in (None, name):
+            bench(name, args.repeats, "cuda")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Half-precision copies of bundles: fp16 weights and matrix products, fp32 where scores are formed.
+
+A GPU runs fp16 graphs on its tensor cores at several times the fp32 rate. What attribution needs
+exact is the score: log-softmax over the vocabulary, the sums over continuation tokens and the
+reductions behind normalisation stay fp32, and so do every graph input and output, so the engine,
+the embedding matrix and the bundle's graph contract are those of the fp32 bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .bundle import MANIFEST, Bundle, sha256_of
+from .errors import BundleError, ExportError, OutputExistsError
+
+DTYPES = ("float32", "float16")
+
+# Ops left in fp32 wherever they are: reductions (sums of log-probabilities, pooling, norms of
+# sentence embeddings), squares and means of RMS norms (fp16 overflows there first), and layer norms
+# (their statistics outputs are fp32 by the ONNX spec, and mixed precision keeps them fp32 anyway),
+# and scatter-adds (backward of gathers: sums again, and no fp16 kernel on CPU).
+FLOAT32_OPS = (
+    "LogSoftmax",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceLogSumExp",
+    "ReduceL2",
+    "Pow",
+    "LayerNormalization",
+    "ScatterElements",
+    "ScatterND",
+)
+FLOAT, FLOAT16 = 1, 10  # ONNX TensorProto element types
+
+# Graph inputs that carry the targets: every node that reads them (directly or not) on the way to
+# a score output forms the score (the LM head at the scored positions, log-softmax, gathers, sums),
+# and stays fp32 as a whole.
+TARGET_INPUTS = ("score_positions", "score_ids", "score_weights", "target_classes", "reference_embeddings")
+SCORE_OUTPUTS = ("scores", "logits", "sentence_embedding")
+
+# An fp16 graph this much larger than the 2 GB protobuf limit's comfort zone keeps its weights in
+# an external file, as the exporter does.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def bundle_dtype(manifest: dict) -> str:
+    """The compute precision a manifest records (bundles before fp16 support are float32)."""
+    dtype = manifest.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise BundleError(f"unknown dtype {dtype!r} in the manifest (known: {', '.join(DTYPES)})")
+    return dtype
+
+
+def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Writes an fp16 copy of an fp32 bundle and returns its directory.
+
+    Weights and activations become fp16; graph inputs and outputs, log-softmax and reductions stay
+    fp32 (FLOAT32_OPS), so the copy loads and runs exactly like its source. Needs the `onnx`
+    package (the export extra). Meant for GPUs: ONNX Runtime's CPU provider has few fp16 kernels.
+    """
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    except ImportError as e:  # pragma: no cover - the export extra is missing
+        raise ExportError(f"fp16 conversion needs the onnx package (pip install attribfast[export]): {e}") from None
+    source = Bundle.load(bundle_dir)
+    if bundle_dtype(source.manifest) != "float32":
+        raise BundleError(f"{bundle_dir} is already a {bundle_dtype(source.manifest)} bundle")
+    out = Path(out_dir)
+    if out.resolve() == source.path.resolve():
+        raise ExportError("the fp16 copy needs its own directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{out} is not empty (pass overwrite=True)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    manifest = copy.deepcopy(source.manifest)
+    graph_files = set()
+    for graph in manifest["graphs"].values():
+        model = onnx.load(str(source.path / graph["file"]), load_external_data=False)
+        graph_files.update(_external_files(model))
+        onnx.load_external_data_for_model(model, str(source.path))
+        graph_files.add(graph["file"])
+        half = convert_float_to_float16(
+            model,
+            keep_io_types=True,
+            op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FLOAT32_OPS)),
+            node_block_list=score_head_nodes(model),
+        )
+        _skip_half_round_trips(half)
+        _save(onnx, half, out / graph["file"])
+    for name in source.manifest["files"]:
+        if name not in graph_files:
+            shutil.copy2(source.path / name, out / name)
+
+    manifest["dtype"] = "float16"
+    manifest["float32_ops"] = list(FLOAT32_OPS)
+    manifest["converted_from"] = source.hash
+    manifest["files"] = {
+        f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def score_head_nodes(model) -> list[str]:
+    """Names of the nodes between the target inputs and the score outputs (named here if unnamed)."""
+    graph = model.graph
+    for index, node in enumerate(graph.node):
+        if not node.name:
+            node.name = f"attribfast_node_{index}"
+    downstream = {i.name for i in graph.input if i.name in TARGET_INPUTS}
+    from_targets = set()
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if downstream.intersection(node.input):
+            from_targets.add(node.name)
+            downstream.update(node.output)
+    upstream = {o.name for o in graph.output if o.name in SCORE_OUTPUTS}
+    to_scores = set()
+    for node in reversed(graph.node):
+        if upstream.intersection(node.output):
+            to_scores.add(node.name)
+            upstream.update(node.input)
+    return sorted(from_targets & to_scores)
+
+
+def _skip_half_round_trips(model) -> None:
+    """Cast(fp32) of Cast(fp16) of x becomes Cast(fp32) of x.
+
+    The converter puts each fp32 node's output back into fp16 and casts it up again for the next
+    fp32 node, so a chain of fp32 nodes (the score head) would still round every value to fp16.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def casts_to(node, element_type: int) -> bool:
+        return node.op_type == "Cast" and any(a.name == "to" and a.i == element_type for a in node.attribute)
+
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if casts_to(node, FLOAT) and source is not None and casts_to(source, FLOAT16):
+            node.input[0] = source.input[0]
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    dead = [n for n in graph.node if casts_to(n, FLOAT16) and not used.intersection(n.output)]
+    for node in dead:
+        graph.node.remove(node)
+
+
+def _external_files(model) -> set[str]:
+    """Names of the external data files a graph's initializers point to."""
+    files = set()
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                files.add(entry.value)
+    return files
+
+
+def _save(onnx, model, path: Path) -> None:
+    weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    if weights > EXTERNAL_DATA_BYTES:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(model, str(path))

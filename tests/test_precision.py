@@ -1,0 +1,105 @@
+"""fp16 copies of bundles: the graph contract, fp32 score heads, and agreement with fp32."""
+
+import json
+
+import attribfast
+import numpy as np
+import onnx
+import pytest
+from attribfast.bundle import MANIFEST, Bundle
+from attribfast.errors import BundleError, OutputExistsError
+from attribfast.precision import FLOAT32_OPS, score_head_nodes, to_float16
+
+TEXT = "the quick brown fox jumps over the lazy dog while attribution tells"
+# fp16 rounds each value to 2^-11 (4.9e-4) relative; through a few layers and the difference of two
+# scores that occlusion takes, errors of a few 1e-3 of the largest attribution are expected.
+FP16_RELATIVE = 1e-2
+
+
+@pytest.fixture(scope="module")
+def half_bundles(bundles, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fp16")
+    return {name: to_float16(bundles[name], root / name) for name in ("gpt2", "bert")}
+
+
+def _elem_types(values):
+    return {v.name: v.type.tensor_type.elem_type for v in values}
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_fp16_copy_keeps_the_graph_contract(bundles, half_bundles, name):
+    source, half = Bundle.load(bundles[name]), Bundle.load(half_bundles[name])
+    assert half.manifest["dtype"] == "float16" and half.manifest["converted_from"] == source.hash
+    assert half.manifest["graphs"] == source.manifest["graphs"]
+    for graph in source.manifest["graphs"].values():
+        ours = onnx.load(str(half.path / graph["file"]))
+        theirs = onnx.load(str(source.path / graph["file"]))
+        # Inputs and outputs keep names and fp32 types: the engine feeds and reads them unchanged.
+        assert _elem_types(ours.graph.input) == _elem_types(theirs.graph.input)
+        assert _elem_types(ours.graph.output) == _elem_types(theirs.graph.output)
+        # Most weights are fp16 (the embedding table the engine reads stays an fp32 .npy).
+        sizes = {onnx.TensorProto.FLOAT16: 0, onnx.TensorProto.FLOAT: 0}
+        for tensor in ours.graph.initializer:
+            if tensor.data_type in sizes:
+                sizes[tensor.data_type] += int(np.prod(tensor.dims))
+        assert sizes[onnx.TensorProto.FLOAT16] > 4 * sizes[onnx.TensorProto.FLOAT]
+        # Blocked ops stay fp32: none of them reads a value rounded to fp16 just before.
+        producer = {o: n for n in ours.graph.node for o in n.output}
+        for node in ours.graph.node:
+            for name_in in node.input:
+                cast = producer.get(name_in)
+                if cast is not None and cast.op_type == "Cast" and node.op_type == "Cast":
+                    to = {a.name: a.i for a in cast.attribute}["to"]
+                    mine = {a.name: a.i for a in node.attribute}["to"]
+                    assert not (to == onnx.TensorProto.FLOAT16 and mine == onnx.TensorProto.FLOAT), node.name
+    assert "LogSoftmax" in FLOAT32_OPS
+
+
+def test_score_head_is_found_between_target_inputs_and_scores(bundles):
+    model = onnx.load(str(bundles["gpt2"] / "forward.onnx"))
+    head = set(score_head_nodes(model))
+    ops = {n.op_type for n in model.graph.node if n.name in head}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert producer["scores"].name in head  # the final sum
+    assert "Exp" in ops or "LogSoftmax" in ops  # the log-softmax over the vocabulary
+    assert len(head) < len(model.graph.node) / 2  # the transformer body is not in it
+
+
+@pytest.mark.parametrize(
+    ("name", "targets", "method"),
+    [
+        ("gpt2", [" jumps over", " is"], "occlusion"),
+        ("gpt2", [" jumps over", " is"], "integrated_gradients"),
+        ("bert", None, "occlusion"),
+        ("bert", None, "saliency"),
+    ],
+)
+def test_fp16_attributions_agree_with_fp32(bundles, half_bundles, name, targets, method):
+    full = attribfast.load(bundles[name]).attribute(TEXT, targets=targets, method=method)
+    half = attribfast.load(half_bundles[name]).attribute(TEXT, targets=targets, method=method)
+    scale = np.abs(full.matrix).max()
+    assert scale > 0
+    assert np.abs(half.matrix - full.matrix).max() <= FP16_RELATIVE * scale
+    np.testing.assert_allclose(half.target_scores, full.target_scores, rtol=1e-3, atol=1e-3)
+
+
+def test_fp16_copy_refuses_bad_requests(bundles, half_bundles, tmp_path):
+    with pytest.raises(BundleError, match="already a float16"):
+        to_float16(half_bundles["gpt2"], tmp_path / "again")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    with pytest.raises(OutputExistsError):
+        to_float16(bundles["gpt2"], tmp_path / "busy")
+    assert to_float16(bundles["gpt2"], tmp_path / "busy", overwrite=True).is_dir()
+
+
+def test_unknown_dtype_in_a_manifest_is_refused(half_bundles, tmp_path):
+    import shutil
+
+    copy = tmp_path / "odd"
+    shutil.copytree(half_bundles["bert"], copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["dtype"] = "int4"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="dtype"):
+        attribfast.load(copy)
