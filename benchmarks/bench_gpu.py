@@ -34,11 +34,12 @@ def make_model(name: str):
     torch.manual_seed(0)
     eos = fast.eos_token_id
     if name.startswith("gpt2"):
-        layers, width = (12, 768) if name == "gpt2-small" else (2, 32)  # gpt2-smoke: a CPU dry run
+        # gpt2-4x256: the CPU benchmarks' shape; gpt2-smoke: a CPU dry run of this script.
+        layers, width = {"gpt2-small": (12, 768), "gpt2-4x256": (4, 256), "gpt2-smoke": (2, 32)}[name]
         config = GPT2Config(
             n_layer=layers,
             n_embd=width,
-            n_head=4 if width == 32 else 12,
+            n_head=max(width // 64, 4),
             n_positions=1024,
             vocab_size=50257,
             bos_token_id=eos,
@@ -74,7 +75,14 @@ def bundles(name: str, model_dir):
 
     fp32 = CACHE / f"bundle-{name}"
     if not (fp32 / "attribfast.json").is_file():
-        attribfast.export(model_dir, task="causal-lm", out_dir=fp32, overwrite=True)
+        start = time.perf_counter()
+        attribfast.export(
+            model_dir,
+            task="causal-lm",
+            out_dir=fp32,
+            overwrite=True,
+            progress=lambda step: print(f"  export {time.perf_counter() - start:6.1f} s: {step}", flush=True),
+        )
     manifest = json.loads((fp32 / "attribfast.json").read_text())
     fp16 = CACHE / f"bundle-{name}-fp16"
     start = time.perf_counter()
@@ -194,7 +202,7 @@ def bench(name: str, repeats: int, device: str) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=("gpt2-small", "qwen2-0.5b"))
+    parser.add_argument("--only", choices=("gpt2-small", "qwen2-0.5b", "gpt2-4x256"))
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script")
     args = parser.parse_args()
     import attribfast
@@ -208,7 +216,7 @@ def main():
         return bench("gpt2-smoke", 1, "cpu")
     if "cuda" not in info.usable_providers:
         raise SystemExit(f"CUDA is not usable: {info.unusable_reasons}")
-    for name in ("gpt2-small", "qwen2-0.5b"):
+    for name in ("gpt2-small", "qwen2-0.5b", "gpt2-4x256"):
         if args.only in (None, name):
             bench(name, args.repeats, "cuda")
 

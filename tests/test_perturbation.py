@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from attribfast import _core
+from attribfast._runtime import default_providers
 from attribfast.errors import InvalidInputError, MethodNotAvailableError, NonFiniteScoreError, TargetError
 from captum.attr import FeatureAblation as CaptumAblation
 from captum.attr import Occlusion as CaptumOcclusion
@@ -170,9 +171,11 @@ def test_matrices_do_not_depend_on_the_batch_size(gpt2):
             gpt2.attribute(PROMPT, targets=CONTINUATIONS, method=method, batch_size=size).matrix for size in (1, 3, 64)
         ]
         # Row order inside a batch is the same; only the batching differs. fp32 kernels may tile
-        # differently by batch, hence 1e-6 rather than bit equality.
-        np.testing.assert_allclose(results[0], results[1], atol=1e-6, rtol=0)
-        np.testing.assert_allclose(results[0], results[2], atol=1e-6, rtol=0)
+        # differently by batch, hence 1e-6 rather than bit equality (1e-5 on CUDA, whose kernels
+        # change their summation order with the batch shape: 1.9e-6 seen on an H100).
+        tolerance = 1e-5 if "cuda" in default_providers() else 1e-6
+        np.testing.assert_allclose(results[0], results[1], atol=tolerance, rtol=0)
+        np.testing.assert_allclose(results[0], results[2], atol=tolerance, rtol=0)
 
 
 def test_sampling_collisions_and_causal_horizons_skip_evaluations(tmp_path):

@@ -94,6 +94,7 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
             node_block_list=score_head_nodes(model),
         )
         _skip_half_round_trips(half)
+        _drop_duplicate_nodes(half)
         _save(onnx, half, out / graph["file"])
     for name in source.manifest["files"]:
         if name not in graph_files:
@@ -150,6 +151,28 @@ def _skip_half_round_trips(model) -> None:
     dead = [n for n in graph.node if casts_to(n, FLOAT16) and not used.intersection(n.output)]
     for node in dead:
         graph.node.remove(node)
+
+
+def _drop_duplicate_nodes(model) -> None:
+    """Some converter versions cast a weight that several fp32 nodes share once per reader, with the
+    same node and value names; ONNX Runtime refuses a value defined twice. Identical copies go."""
+    seen: dict[str, bytes] = {}
+    duplicates = []
+    for node in model.graph.node:
+        for output in node.output:
+            if output in seen:
+                if seen[output] != node.SerializeToString():
+                    raise ExportError(f"fp16 conversion defined {output!r} twice, differently")
+                duplicates.append(node)
+                break
+            seen[output] = node.SerializeToString()
+    for node in duplicates:
+        model.graph.node.remove(node)
+    names: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if node.name in names:
+            node.name = f"{node.name}_{index}"
+        names.add(node.name)
 
 
 def _external_files(model) -> set[str]:
