@@ -109,7 +109,29 @@ def relative(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-def bench(name: str, repeats: int, device: str) -> None:
+METHODS = ("occlusion", "integrated gradients")
+
+
+def attribfast_part(name: str, repeats: int, device: str, batch_size: int | None) -> dict:
+    """attribfast fp32 and fp16: medians and matrices per method."""
+    import attribfast
+
+    model_dir = make_model(name)
+    fp32_dir, fp16_dir, export_s, export_mb, convert_s = bundles(name, model_dir)
+    fp32 = attribfast.load(fp32_dir, providers=(device,))
+    fp16 = attribfast.load(fp16_dir, providers=(device,))
+    ids = prompt_ids(fp32._spec.tokenizer, PROMPT_TOKENS if device == "cuda" else 32)
+    out = {"export": (export_s, export_mb, convert_s), "memory": fp32.session("forward").device_memory()}
+    for label, method in zip(METHODS, ("occlusion", attribfast.IntegratedGradients(n_steps=N_STEPS)), strict=True):
+        for tag, loaded in (("fp32", fp32), ("fp16", fp16)):
+            result = loaded.attribute(ids, CONTINUATIONS, method, batch_size=batch_size)
+            run = lambda m=loaded, k=method: m.attribute(ids, CONTINUATIONS, k, batch_size=batch_size)  # noqa: E731
+            out[label, tag] = (*median_seconds(run, repeats), result.matrix, result.evaluations, len(ids))
+    return out
+
+
+def captum_part(name: str, repeats: int, device: str) -> dict:
+    """Captum fp32 on the same device, best-tuned: medians and matrices per method."""
     import attribfast
     import torch
     from captum.attr import LayerIntegratedGradients, Occlusion
@@ -118,29 +140,26 @@ def bench(name: str, repeats: int, device: str) -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     model_dir = make_model(name)
-    fp32_dir, fp16_dir, export_s, export_mb, convert_s = bundles(name, model_dir)
-    fp32 = attribfast.load(fp32_dir, providers=(device,))
-    fp16 = attribfast.load(fp16_dir, providers=(device,))
-    tokenizer = fp32._spec.tokenizer
+    bundle = attribfast.bundle.Bundle.load(CACHE / f"bundle-{name}")
+    tokenizer = bundle.tokenizer
     ids = prompt_ids(tokenizer, PROMPT_TOKENS if device == "cuda" else 32)
-    pad = fp32._baseline_id(None)
+    special = bundle.manifest["special_tokens"]
+    pad = next(special[k] for k in ("pad", "unk", "eos") if special.get(k) is not None)  # attribfast's default
     continuations = [tokenizer.encode(c, add_special_tokens=False).ids for c in CONTINUATIONS]
-    ig = attribfast.IntegratedGradients(n_steps=N_STEPS)
-
     hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa").eval().to(device)
     prompt = torch.tensor([ids], device=device)
     embedding = hf.get_input_embeddings()
 
     def sync(fn):
         def run():
-            out = fn()
+            result = fn()
             if device == "cuda":
                 torch.cuda.synchronize()
-            return out
+            return result
 
         return run
 
-    def captum_occlusion(ppe):
+    def occlusion(ppe):
         return sync(
             lambda: [
                 Occlusion(causal_target_only(hf, c)).attribute(
@@ -150,75 +169,107 @@ def bench(name: str, repeats: int, device: str) -> None:
             ]
         )
 
-    def captum_ig(batch):
+    def integrated_gradients(batch):
         def run():
-            out = []
+            result = []
             for c in continuations:
                 score = causal_target_only_from_embeddings(hf, c)
                 lig = LayerIntegratedGradients(lambda x, s=score: s(embedding(x)), embedding)
-                out.append(
-                    lig.attribute(
-                        prompt,
-                        baselines=torch.full_like(prompt, pad),
-                        n_steps=N_STEPS,
-                        method="gausslegendre",
-                        internal_batch_size=batch,
-                    ).sum(-1)
+                baselines = torch.full_like(prompt, pad)
+                attribution = lig.attribute(
+                    prompt, baselines=baselines, n_steps=N_STEPS, method="gausslegendre", internal_batch_size=batch
                 )
-            return out
+                result.append(attribution.sum(-1))
+            return result
 
         return sync(run)
 
-    results = {}
-    for label, method, options in (
-        ("occlusion", "occlusion", (32, 64, 128)),
-        ("integrated gradients", ig, (32, 64, 160)),
+    out = {}
+    for label, make, options in zip(
+        METHODS, (occlusion, integrated_gradients), ((32, 64, 128), (32, 64, 160)), strict=True
     ):
-        ours32 = fp32.attribute(ids, targets=CONTINUATIONS, method=method)
-        ours16 = fp16.attribute(ids, targets=CONTINUATIONS, method=method)
-        rows = []
-        for tag, loaded in (("fp32", fp32), ("fp16", fp16)):
-            run = lambda m=loaded, k=method: m.attribute(ids, CONTINUATIONS, k)  # noqa: E731
-            rows.append((f"attribfast {tag}", *median_seconds(run, repeats)))
-        make = captum_occlusion if method == "occlusion" else captum_ig
-        reference = np.stack([a[0].detach().float().cpu().numpy() for a in make(options[-1])()], 1)
-        median, times, best = tuned_captum(options, make, repeats)
-        knob = "perturbations_per_eval" if method == "occlusion" else "internal_batch_size"
-        rows.append((f"Captum fp32, best-tuned ({knob}={best})", median, times))
-        results[label] = (rows, ours32, ours16, reference)
-        print(f"\n### {label}: {name}, {len(ids)}-token prompt, 5 continuations ({ours32.evaluations} rows)\n")
+        matrix = np.stack([a[0].detach().float().cpu().numpy() for a in make(options[-1])()], 1)
+        out[label] = (*tuned_captum(options, make, repeats), matrix)
+    return out
+
+
+def bench(name: str, repeats: int, device: str, batch_size: int | None = None) -> None:
+    """Each side in its own process: torch's CUDA context and ONNX Runtime's stay apart (one
+    process holding both crashed ORT's CUDA provider in our runs), and neither warms the other."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    parts = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for part in ("attribfast", "captum"):
+            path = f"{folder}/{part}.pkl"
+            command = [sys.executable, __file__, "--part", part, "--name", name, "--device", device]
+            command += ["--repeats", str(repeats), "--out", path]
+            if batch_size:
+                command += ["--batch-size", str(batch_size)]
+            subprocess.run(command, check=True)
+            with open(path, "rb") as f:
+                parts[part] = pickle.load(f)
+    ours, captum = parts["attribfast"], parts["captum"]
+    for label in METHODS:
+        median32, times32, matrix32, evaluations, n_tokens = ours[label, "fp32"]
+        median16, times16, matrix16, _, _ = ours[label, "fp16"]
+        median, times, best, reference = captum[label]
+        knob = "perturbations_per_eval" if label == "occlusion" else "internal_batch_size"
+        rows = [
+            ("attribfast fp32", median32, times32),
+            ("attribfast fp16", median16, times16),
+            (f"Captum fp32, best-tuned ({knob}={best})", median, times),
+        ]
+        print(f"\n### {label}: {name}, {n_tokens}-token prompt, 5 continuations ({evaluations} rows)\n")
         print(table(rows, "attribfast fp32"))
         print(
-            f"\nmax |attribfast fp32 - Captum| = {np.abs(ours32.matrix - reference).max():.3g} "
-            f"(relative {relative(ours32.matrix, reference):.3g}); "
-            f"fp16 vs fp32 relative (max |diff| / max |fp32|) = {relative(ours16.matrix, ours32.matrix):.3g}"
+            f"\nmax |attribfast fp32 - Captum| = {np.abs(matrix32 - reference).max():.3g} "
+            f"(relative {relative(matrix32, reference):.3g}); "
+            f"fp16 vs fp32 relative (max |diff| / max |fp32|) = {relative(matrix16, matrix32):.3g}"
         )
+    export_s, export_mb, convert_s = ours["export"]
     print(f"\nexport: {export_s} s, peak RSS {export_mb} MB; fp16 conversion {convert_s:.1f} s")
-    memory = fp32.session("forward").device_memory()
-    if device == "cuda":
-        print(f"device: {torch.cuda.get_device_name()}, free/total after runs {memory}")
+    print(f"device memory free/total after the runs: {ours['memory']}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=("gpt2-small", "qwen2-0.5b", "gpt2-4x256"))
+    parser.add_argument("--batch-size", type=int, help="attribfast's rows per run (default: from device memory)")
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script")
+    parser.add_argument("--part", choices=("attribfast", "captum"), help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--device", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.part:
+        import pickle
+
+        if args.part == "attribfast":
+            result = attribfast_part(args.name, args.repeats, args.device, args.batch_size)
+        else:
+            result = captum_part(args.name, args.repeats, args.device)
+        with open(args.out, "wb") as f:
+            pickle.dump(result, f)
+        return
     import attribfast
     import onnxruntime
     import torch
 
     info = attribfast.runtime_info()
     print(f"ORT {info.ort_version} at {info.library_path}; usable {info.usable_providers}; torch {torch.__version__}")
-    print(f"python onnxruntime {onnxruntime.__version__}")
+    print(f"python onnxruntime {onnxruntime.__version__}", flush=True)
     if args.smoke:
         return bench("gpt2-smoke", 1, "cpu")
     if "cuda" not in info.usable_providers:
         raise SystemExit(f"CUDA is not usable: {info.unusable_reasons}")
     for name in ("gpt2-small", "qwen2-0.5b", "gpt2-4x256"):
         if args.only in (None, name):
-            bench(name, args.repeats, "cuda")
+            bench(name, args.repeats, "cuda", args.batch_size)
 
 
 if __name__ == "__main__":
