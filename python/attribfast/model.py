@@ -101,7 +101,7 @@ def load(
     """
     bundle = Bundle.load(bundle_dir)
     manifest = bundle.manifest
-    graphs = {name: bundle.path / graph["file"] for name, graph in manifest["graphs"].items()}
+    graphs = {name: bundle.graph_path(name) for name in manifest["graphs"]}
     labels = None
     if manifest.get("labels"):
         labels = tuple(manifest["labels"][str(i)] for i in range(len(manifest["labels"])))
