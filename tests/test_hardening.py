@@ -116,6 +116,12 @@ def test_integers_are_range_checked_where_they_enter_the_core(arith):
         _core.quadrature("gausslegendre", True)
 
 
+def test_token_ids_beyond_int64_are_an_input_error(arith):
+    # Before: numpy's OverflowError.
+    with pytest.raises(InvalidInputError, match="int64"):
+        arith.attribute([3, 2**70], targets=["1"])
+
+
 def test_a_huge_baseline_token_id_is_refused_by_name(tmp_path):
     path = tmp_path / "linear.onnx"
     path.write_bytes(linear_score_model(np.ones((4, 1), np.float32)))

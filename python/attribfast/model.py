@@ -303,6 +303,8 @@ class AttributionModel:
     def _encode(self, text, truncate) -> _Encoded:
         spec = self._spec
         if _is_id_list(text):
+            if any(not -(2**63) <= int(i) < 2**63 for i in text):
+                raise InvalidInputError("token ids must be int64 values (and in the vocabulary)")
             ids = np.asarray(list(text), dtype=np.int64)
             if ids.size == 0:
                 raise InvalidInputError("the input has no tokens")

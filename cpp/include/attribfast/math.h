@@ -16,9 +16,9 @@ struct Quadrature {
   std::vector<double> weights;
 };
 
-// The most points a rule takes. Gauss-Legendre nodes cost O(n) each (O(n^2) in all, about a second
-// at this size); every point is a backward pass of the model, and far fewer already integrate
-// float32 gradients to their precision.
+// The most points a rule takes. Gauss-Legendre nodes cost O(n) each, O(n^2) in all (timings:
+// benchmarks/bench_quadrature.py); every point is a backward pass of the model, and far fewer
+// already integrate float32 gradients to their precision.
 constexpr int64_t kMaxQuadratureSteps = 1 << 16;
 
 // Called between blocks of long pure work; it throws to stop the work (a cancelled run, Ctrl-C).
