@@ -63,6 +63,10 @@ py::array to_numpy(int element_type, const std::vector<int64_t>& shape, const vo
 
 namespace {
 
+// Ints of the session options: ORT takes them as C int.
+constexpr int64_t kMaxDeviceId = 1 << 16;
+constexpr int64_t kMaxThreads = 1 << 16;
+
 py::dict describe(const TensorInfo& info) {
   py::dict d;
   d["name"] = info.name;
@@ -111,7 +115,8 @@ void bind_engine(py::module_& m) {
   }, py::arg("library_path"), "Load libonnxruntime once per process; returns (version, path, api version).");
   m.attr("PROBE_MODEL") = py::bytes(reinterpret_cast<const char*>(kProbeModel), kProbeModelSize);
   m.def("available_providers", [] { return Runtime::get().available_providers(); });
-  m.def("probe_provider", [](const std::string& provider, int device_id) {
+  m.def("probe_provider", [](const std::string& provider, const py::object& device) {
+    const int device_id = static_cast<int>(int_arg(device, "device_id", 0, kMaxDeviceId));
     std::string why;
     const Runtime& rt = Runtime::get();
     bool ok;
@@ -123,13 +128,14 @@ void bind_engine(py::module_& m) {
   }, py::arg("provider"), py::arg("device_id") = 0);
 
   py::class_<Session>(m, "Session")
-      .def(py::init([](const py::object& model, const std::string& provider, int device_id, int threads,
-                       int optimization_level, bool use_io_binding, bool allow_spinning, bool allow_tf32) {
+      .def(py::init([](const py::object& model, const std::string& provider, const py::object& device_id,
+                       const py::object& threads, const py::object& optimization_level, bool use_io_binding,
+                       bool allow_spinning, bool allow_tf32) {
              SessionConfig config;
              config.provider = provider;
-             config.device_id = device_id;
-             config.intra_op_threads = threads;
-             config.graph_optimization_level = optimization_level;
+             config.device_id = static_cast<int>(int_arg(device_id, "device_id", 0, kMaxDeviceId));
+             config.intra_op_threads = static_cast<int>(int_arg(threads, "threads", 0, kMaxThreads));
+             config.graph_optimization_level = static_cast<int>(int_arg(optimization_level, "optimization_level", 0, 99));
              config.use_io_binding = use_io_binding;
              config.allow_spinning = allow_spinning;
              config.allow_tf32 = allow_tf32;
@@ -176,7 +182,8 @@ void bind_engine(py::module_& m) {
         return result;
       }, py::arg("inputs"), py::arg("output_names") = py::none())
       .def("run_batched", [](const Session& s, const py::dict& feeds, const std::optional<std::vector<std::string>>& names,
-                             int64_t batch_size, const py::object& progress) {
+                             const py::object& batch, const py::object& progress) {
+        const int64_t batch_size = int_arg(batch, "batch_size", 1);
         Inputs inputs = convert_inputs(feeds);
         const auto output_names = output_names_or_all(s, names);
         auto outputs = run_off_gil(s.runtime(), progress, [&](RunControl& control, const ProgressFn& report) {

@@ -1,6 +1,8 @@
 // Attribution methods and their pure math, exposed to the Python pipeline.
 #include <pybind11/stl.h>
 
+#include <type_traits>
+
 #include "attribfast/gradient.h"
 #include "attribfast/math.h"
 #include "attribfast/perturbation.h"
@@ -60,6 +62,31 @@ AttributionResult run_gradient_method(const Session& session, GradientProblem pr
   });
 }
 
+// The largest token count, hidden size or feature count a binding accepts: far beyond any model,
+// small enough that products of two stay in int64 and tables of them are not absurd.
+constexpr int64_t kMaxDimension = 1 << 24;
+constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
+
+// A checked int64 field: set through int_arg, so Python sees an InvalidInputError naming it.
+template <typename Class>
+void bind_int(py::class_<Class>& cls, const char* name, int64_t Class::*field, int64_t lo, int64_t hi = kInt64Max) {
+  cls.def_property(name, [field](const Class& c) { return c.*field; },
+                   [field, name, lo, hi](Class& c, const py::object& value) { c.*field = int_arg(value, name, lo, hi); });
+}
+
+// A checked list (or list of lists) of int64.
+template <typename Class, typename Vector>
+void bind_ints(py::class_<Class>& cls, const char* name, Vector Class::*field, int64_t lo, int64_t hi = kInt64Max) {
+  cls.def_property(name, [field](const Class& c) { return c.*field; },
+                   [field, name, lo, hi](Class& c, const py::object& values) {
+                     if constexpr (std::is_same_v<Vector, std::vector<int64_t>>) {
+                       c.*field = int_list_arg(values, name, lo, hi);
+                     } else {
+                       c.*field = int_lists_arg(values, name, lo, hi);
+                     }
+                   });
+}
+
 Aggregation aggregation_of(const std::string& name) {
   if (name == "sum") return Aggregation::kSum;
   if (name == "l2") return Aggregation::kL2;
@@ -73,38 +100,43 @@ void bind_methods(py::module_& m) {
       .def(py::init(&make_extra), py::arg("name"), py::arg("data"))
       .def_readonly("name", &ExtraInput::name);
 
-  py::class_<BatchPolicy>(m, "BatchPolicy")
-      .def(py::init<>())
-      .def_readwrite("batch_size", &BatchPolicy::batch_size)
-      .def_readwrite("memory_budget", &BatchPolicy::memory_budget)
-      .def_readwrite("hidden_size", &BatchPolicy::hidden_size)
-      .def_readwrite("num_heads", &BatchPolicy::num_heads)
-      .def_readwrite("max_batch_size", &BatchPolicy::max_batch_size)
-      .def_readwrite("max_batch_tokens", &BatchPolicy::max_batch_tokens);
-  m.def("choose_batch_size", &choose_batch_size, py::arg("policy"), py::arg("seq_len"));
+  py::class_<BatchPolicy> batch_policy(m, "BatchPolicy");
+  batch_policy.def(py::init<>());
+  // batch_size 0 and max_batch_tokens 0 mean "choose" and "no limit"; the rest are positive.
+  bind_int(batch_policy, "batch_size", &BatchPolicy::batch_size, 0);
+  bind_int(batch_policy, "memory_budget", &BatchPolicy::memory_budget, 1);
+  bind_int(batch_policy, "hidden_size", &BatchPolicy::hidden_size, 1, kMaxDimension);
+  bind_int(batch_policy, "num_heads", &BatchPolicy::num_heads, 1, kMaxDimension);
+  bind_int(batch_policy, "max_batch_size", &BatchPolicy::max_batch_size, 1);
+  bind_int(batch_policy, "max_batch_tokens", &BatchPolicy::max_batch_tokens, 0);
+  m.def("choose_batch_size", [](const BatchPolicy& p, const py::object& seq_len) {
+    return choose_batch_size(p, int_arg(seq_len, "seq_len", 1, kMaxDimension));
+  }, py::arg("policy"), py::arg("seq_len"));
 
-  py::class_<ScoreProblem>(m, "ScoreProblem")
-      .def(py::init<>())
+  // Token ids are any int64 (the model rejects ids outside its vocabulary); -1 marks a padding
+  // column in column_targets and "every position" in horizons.
+  py::class_<ScoreProblem> score_problem(m, "ScoreProblem");
+  score_problem.def(py::init<>())
       .def_readwrite("ids_input", &ScoreProblem::ids_input)
       .def_readwrite("mask_input", &ScoreProblem::mask_input)
       .def_readwrite("score_output", &ScoreProblem::score_output)
-      .def_readwrite("pad_id", &ScoreProblem::pad_id)
-      .def_readwrite("ids", &ScoreProblem::ids)
-      .def_readwrite("suffixes", &ScoreProblem::suffixes)
-      .def_readwrite("extras", &ScoreProblem::extras)
-      .def_readwrite("column_targets", &ScoreProblem::column_targets)
-      .def_readwrite("horizons", &ScoreProblem::horizons)
-      .def_readwrite("n_targets", &ScoreProblem::n_targets);
+      .def_readwrite("extras", &ScoreProblem::extras);
+  bind_int(score_problem, "pad_id", &ScoreProblem::pad_id, kInt64Min);
+  bind_ints(score_problem, "ids", &ScoreProblem::ids, kInt64Min);
+  bind_ints(score_problem, "suffixes", &ScoreProblem::suffixes, kInt64Min);
+  bind_ints(score_problem, "column_targets", &ScoreProblem::column_targets, -1);
+  bind_ints(score_problem, "horizons", &ScoreProblem::horizons, -1);
+  bind_int(score_problem, "n_targets", &ScoreProblem::n_targets, 1);
 
-  py::class_<GradientProblem>(m, "GradientProblem")
-      .def(py::init<>())
+  py::class_<GradientProblem> gradient_problem(m, "GradientProblem");
+  gradient_problem.def(py::init<>())
       .def_readwrite("embeds_input", &GradientProblem::embeds_input)
       .def_readwrite("mask_input", &GradientProblem::mask_input)
       .def_readwrite("score_output", &GradientProblem::score_output)
       .def_readwrite("gradient_output", &GradientProblem::gradient_output)
-      .def_readwrite("ids", &GradientProblem::ids)
-      .def_readwrite("suffixes", &GradientProblem::suffixes)
       .def_readwrite("extras", &GradientProblem::extras);
+  bind_ints(gradient_problem, "ids", &GradientProblem::ids, kInt64Min);
+  bind_ints(gradient_problem, "suffixes", &GradientProblem::suffixes, kInt64Min);
 
   py::class_<AttributionResult>(m, "AttributionResult")
       .def_property_readonly("matrix", [](const AttributionResult& r) { return matrix_of(r.matrix, r.n_positions, r.n_targets); })
@@ -125,59 +157,72 @@ void bind_methods(py::module_& m) {
       .def_readonly("samples", &AttributionResult::samples)
       .def_readonly("seconds", &AttributionResult::seconds);
 
-  m.def("occlusion", [](const Session& s, const ScoreProblem& problem, int64_t window, int64_t stride, int64_t baseline_id,
-                        const BatchPolicy& policy, const py::object& progress) {
-    OcclusionParams params{window, stride, baseline_id};
+  m.def("occlusion", [](const Session& s, const ScoreProblem& problem, const py::object& window,
+                        const py::object& stride, const py::object& baseline_id, const BatchPolicy& policy,
+                        const py::object& progress) {
+    OcclusionParams params{int_arg(window, "window", 1), int_arg(stride, "stride", 1),
+                           int_arg(baseline_id, "baseline_id")};
     return run_score_method(s, problem, policy, progress, [&](ScoreEvaluator& e) { return occlusion(e, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("window"), py::arg("stride"), py::arg("baseline_id"),
      py::arg("policy"), py::arg("progress") = py::none());
 
-  m.def("feature_ablation", [](const Session& s, const ScoreProblem& problem, std::vector<int64_t> groups,
-                               int64_t baseline_id, const BatchPolicy& policy, const py::object& progress) {
-    AblationParams params{std::move(groups), baseline_id};
+  m.def("feature_ablation", [](const Session& s, const ScoreProblem& problem, const py::object& groups,
+                               const py::object& baseline_id, const BatchPolicy& policy, const py::object& progress) {
+    AblationParams params{int_list_arg(groups, "groups", -1), int_arg(baseline_id, "baseline_id")};
     return run_score_method(s, problem, policy, progress, [&](ScoreEvaluator& e) { return feature_ablation(e, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("groups"), py::arg("baseline_id"), py::arg("policy"),
      py::arg("progress") = py::none());
 
-  m.def("shapley_sampling", [](const Session& s, const ScoreProblem& problem, std::vector<int64_t> groups,
-                               int64_t baseline_id, int64_t n_permutations, uint64_t seed, int64_t max_evaluations,
-                               double max_seconds, std::vector<int64_t> permutations, const BatchPolicy& policy,
-                               const py::object& progress) {
-    ShapleyParams params{std::move(groups), baseline_id, n_permutations, seed, max_evaluations, max_seconds,
-                         std::move(permutations)};
+  m.def("shapley_sampling", [](const Session& s, const ScoreProblem& problem, const py::object& groups,
+                               const py::object& baseline_id, const py::object& n_permutations, const py::object& seed,
+                               const py::object& max_evaluations, const py::object& max_seconds,
+                               const py::object& permutations, const BatchPolicy& policy, const py::object& progress) {
+    ShapleyParams params{int_list_arg(groups, "groups", -1),
+                         int_arg(baseline_id, "baseline_id"),
+                         int_arg(n_permutations, "n_permutations", 1),
+                         seed_arg(seed, "seed"),
+                         int_arg(max_evaluations, "max_evaluations"),
+                         real_arg(max_seconds, "max_seconds"),
+                         int_list_arg(permutations, "permutations")};
     return run_score_method(s, problem, policy, progress, [&](ScoreEvaluator& e) { return shapley_sampling(e, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("groups"), py::arg("baseline_id"), py::arg("n_permutations"),
      py::arg("seed"), py::arg("max_evaluations"), py::arg("max_seconds"), py::arg("permutations"), py::arg("policy"),
      py::arg("progress") = py::none());
 
   auto surrogate_params = [](const std::string& kind, std::vector<int64_t> groups, int64_t baseline_id,
-                             int64_t n_samples, uint64_t seed, double kernel_width, double ridge) {
+                             const py::object& n_samples, const py::object& seed, const py::object& kernel_width,
+                             const py::object& ridge) {
     SurrogateParams params;
     if (kind == "kernel_shap") params.kind = SurrogateKind::kKernelShap;
     else if (kind == "lime") params.kind = SurrogateKind::kLime;
     else throw InvalidInputError("unknown surrogate '" + kind + "' (possible: kernel_shap, lime)");
     params.groups = std::move(groups);
     params.baseline_id = baseline_id;
-    params.n_samples = n_samples;
-    params.seed = seed;
-    params.kernel_width = kernel_width;
-    params.ridge = ridge;
+    params.n_samples = int_arg(n_samples, "n_samples", 1, kMaxSamples);
+    params.seed = seed_arg(seed, "seed");
+    params.kernel_width = real_arg(kernel_width, "kernel_width");
+    params.ridge = real_arg(ridge, "ridge");
     return params;
   };
   m.def("surrogate", [surrogate_params](const Session& s, const ScoreProblem& problem, const std::string& kind,
-                                        std::vector<int64_t> groups, int64_t baseline_id, int64_t n_samples, uint64_t seed,
-                                        double kernel_width, double ridge, const BatchPolicy& policy,
-                                        const py::object& progress) {
-    auto params = surrogate_params(kind, std::move(groups), baseline_id, n_samples, seed, kernel_width, ridge);
+                                        const py::object& groups, const py::object& baseline_id,
+                                        const py::object& n_samples, const py::object& seed,
+                                        const py::object& kernel_width, const py::object& ridge,
+                                        const BatchPolicy& policy, const py::object& progress) {
+    auto params = surrogate_params(kind, int_list_arg(groups, "groups", -1), int_arg(baseline_id, "baseline_id"),
+                                   n_samples, seed, kernel_width, ridge);
     return run_score_method(s, problem, policy, progress, [&](ScoreEvaluator& e) { return surrogate(e, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("kind"), py::arg("groups"), py::arg("baseline_id"),
      py::arg("n_samples"), py::arg("seed"), py::arg("kernel_width"), py::arg("ridge"), py::arg("policy"),
      py::arg("progress") = py::none());
-  m.def("surrogate_samples", [surrogate_params](const std::string& kind, int64_t m_features, int64_t n_samples,
-                                                uint64_t seed, double kernel_width) {
+  m.def("surrogate_samples", [surrogate_params](const std::string& kind, const py::object& n_features,
+                                                const py::object& n_samples, const py::object& seed,
+                                                const py::object& kernel_width) {
+    const int64_t m_features = int_arg(n_features, "n_features", 1, kMaxDimension);
     std::vector<int64_t> groups(m_features);
     for (int64_t i = 0; i < m_features; ++i) groups[i] = i;
-    auto samples = surrogate_samples(surrogate_params(kind, groups, 0, n_samples, seed, kernel_width, 0.0), m_features);
+    auto samples = surrogate_samples(surrogate_params(kind, groups, 0, n_samples, seed, kernel_width, py::float_(0.0)),
+                                     m_features);
     const int64_t n = static_cast<int64_t>(samples.weights.size());
     return py::make_tuple(matrix_of(samples.coalitions, n, m_features),
                           py::array_t<double>(samples.weights.size(), samples.weights.data()));
@@ -185,10 +230,14 @@ void bind_methods(py::module_& m) {
 
   using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
   m.def("integrated_gradients", [](const Session& s, const GradientProblem& problem, const FloatArray& embeddings,
-                                   const FloatArray& baseline, const std::string& method, int64_t n_steps, double tolerance,
-                                   int64_t max_steps, const std::string& aggregation, const BatchPolicy& policy,
+                                   const FloatArray& baseline, const std::string& method, const py::object& n_steps,
+                                   const py::object& tolerance, const py::object& max_steps,
+                                   const std::string& aggregation, const BatchPolicy& policy,
                                    const py::object& progress) {
-    IntegratedGradientsParams params{method, n_steps, tolerance, max_steps, aggregation_of(aggregation)};
+    IntegratedGradientsParams params{method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps),
+                                     real_arg(tolerance, "tolerance"),
+                                     int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
+                                     aggregation_of(aggregation)};
     return run_gradient_method(s, problem, embeddings, baseline, policy, progress,
                                [&](GradientRunner& r) { return integrated_gradients(r, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("baseline"), py::arg("method"),
@@ -212,15 +261,22 @@ void bind_methods(py::module_& m) {
      py::arg("policy"), py::arg("progress") = py::none());
 
   // Pure math, exposed for tests and for reproducing samples.
-  m.def("quadrature", [](const std::string& method, int n_steps) {
-    auto q = math::quadrature(method, n_steps);
+  m.def("quadrature", [](const std::string& method, const py::object& n_steps) {
+    // Ctrl-C stops a long Gauss-Legendre computation (this runs holding the GIL, on the caller's thread).
+    auto q = math::quadrature(method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps), [] {
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    });
     return py::make_tuple(py::array_t<double>(q.alphas.size(), q.alphas.data()),
                           py::array_t<double>(q.weights.size(), q.weights.data()));
   }, py::arg("method"), py::arg("n_steps"));
   m.def("quadrature_methods", &math::quadrature_methods);
-  m.def("occlusion_windows", &math::occlusion_windows, py::arg("n"), py::arg("window"), py::arg("stride"));
-  m.def("permutations", [](int64_t m_features, int64_t count, uint64_t seed) {
-    math::Rng rng(seed);
+  m.def("occlusion_windows", [](const py::object& n, const py::object& window, const py::object& stride) {
+    return math::occlusion_windows(int_arg(n, "n", 1), int_arg(window, "window", 1), int_arg(stride, "stride", 1));
+  }, py::arg("n"), py::arg("window"), py::arg("stride"));
+  m.def("permutations", [](const py::object& n_features, const py::object& permutations, const py::object& seed) {
+    const int64_t m_features = int_arg(n_features, "n_features", 1, kMaxDimension);
+    const int64_t count = int_arg(permutations, "count", 0, kMaxDimension);
+    math::Rng rng(seed_arg(seed, "seed"));
     std::vector<int64_t> flat;
     for (int64_t i = 0; i < count; ++i) {
       auto p = rng.permutation(m_features);
@@ -228,17 +284,20 @@ void bind_methods(py::module_& m) {
     }
     return matrix_of(flat, count, m_features);
   }, py::arg("n_features"), py::arg("count"), py::arg("seed"));
-  m.def("shapley_kernel_weight", &math::shapley_kernel_weight, py::arg("m"), py::arg("k"));
+  m.def("shapley_kernel_weight", [](const py::object& m_features, const py::object& k) {
+    return math::shapley_kernel_weight(int_arg(m_features, "m", 1), int_arg(k, "k"));
+  }, py::arg("m"), py::arg("k"));
   m.def("weighted_least_squares", [](const py::array_t<double, py::array::c_style | py::array::forcecast>& x,
                                      const py::array_t<double, py::array::c_style | py::array::forcecast>& y,
-                                     const py::array_t<double, py::array::c_style | py::array::forcecast>& w, double ridge) {
+                                     const py::array_t<double, py::array::c_style | py::array::forcecast>& w,
+                                     const py::object& ridge) {
     if (x.ndim() != 2 || y.ndim() != 2 || w.ndim() != 1 || y.shape(0) != x.shape(0) || w.shape(0) != x.shape(0)) {
       throw InvalidInputError("expected x [n, m], y [n, k], w [n]");
     }
     std::vector<double> xv(x.data(), x.data() + x.size()), yv(y.data(), y.data() + y.size()), wv(w.data(), w.data() + w.size());
-    auto beta = math::weighted_least_squares(xv, yv, wv, x.shape(0), x.shape(1), y.shape(1), ridge);
+    auto beta = math::weighted_least_squares(xv, yv, wv, x.shape(0), x.shape(1), y.shape(1), real_arg(ridge, "ridge"));
     return matrix_of(beta, x.shape(1) + 1, y.shape(1));
-  }, py::arg("x"), py::arg("y"), py::arg("w"), py::arg("ridge") = 0.0);
+  }, py::arg("x"), py::arg("y"), py::arg("w"), py::arg("ridge") = py::float_(0.0));
 }
 
 }  // namespace attribfast::bindings

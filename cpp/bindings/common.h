@@ -7,15 +7,32 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "attribfast/session.h"
 
 namespace attribfast::bindings {
 
 namespace py = pybind11;
+
+// The one gate for numbers entering the core from Python. Every binding takes its integer and real
+// parameters as Python objects and converts them here: a Python or numpy integer (bool refused) in
+// [lo, hi], else an InvalidInputError that names the parameter. pybind's own casters would either
+// let C++ narrow the value silently or fail with an opaque TypeError. Domain rules beyond
+// representability (n <= tokens, finite ridge...) stay with the core functions that own them.
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+int64_t int_arg(const py::handle& value, const char* name, int64_t lo = 0, int64_t hi = kInt64Max);
+uint64_t seed_arg(const py::handle& value, const char* name);  // [0, 2^64)
+std::vector<int64_t> int_list_arg(const py::handle& values, const char* name, int64_t lo = 0,
+                                  int64_t hi = kInt64Max);
+std::vector<std::vector<int64_t>> int_lists_arg(const py::handle& values, const char* name, int64_t lo = 0,
+                                                int64_t hi = kInt64Max);
+double real_arg(const py::handle& value, const char* name);  // any float-convertible, NaN included
 
 int element_type_of(const py::dtype& dtype);
 py::dtype dtype_of(int element_type);

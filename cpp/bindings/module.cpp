@@ -31,6 +31,8 @@ PYBIND11_MODULE(_core, m) {
       raise_typed("ModelLoadError", e.what());
     } catch (const attribfast::InvalidInputError& e) {
       raise_typed("InvalidInputError", e.what());
+    } catch (const attribfast::AttributionOverflowError& e) {
+      raise_typed("AttributionOverflowError", e.what());
     } catch (const attribfast::NumericalError& e) {
       raise_typed("NonFiniteScoreError", e.what());
     } catch (const attribfast::CancelledError& e) {

@@ -53,6 +53,13 @@ GradientRunner::GradientRunner(const Session& session, GradientProblem problem, 
   if (static_cast<int64_t>(problem_.baseline.size()) != n * hidden) {
     throw InvalidInputError("the baseline must have shape [" + std::to_string(n) + ", " + std::to_string(hidden) + "]");
   }
+  const auto bad = std::find_if(problem_.baseline.begin(), problem_.baseline.end(),
+                                [](float v) { return !std::isfinite(v); });
+  if (bad != problem_.baseline.end()) {
+    const int64_t k = bad - problem_.baseline.begin();
+    throw InvalidInputError("the baseline has a non-finite value (" + std::to_string(*bad) + ") at token " +
+                            std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden));
+  }
   auto require = [](bool found, const std::string& what, const std::string& name) {
     if (!found) throw InvalidInputError("the gradient graph has no " + what + " '" + name + "'");
   };
@@ -70,6 +77,10 @@ GradientRunner::GradientRunner(const Session& session, GradientProblem problem, 
   }
   extra_buffers_.reserve(problem_.extras.size());
   for (size_t e = 0; e < problem_.extras.size(); ++e) extra_buffers_.emplace_back(session_);
+}
+
+void GradientRunner::check_cancelled() const {
+  if (control_) control_->throw_if_cancelled();
 }
 
 double GradientRunner::seconds() const {
@@ -166,7 +177,7 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   const int64_t n = runner.n_positions();
   const int64_t hidden = runner.hidden_size();
   const int64_t n_targets = runner.n_targets();
-  if (params.tolerance < 0) throw InvalidInputError("tolerance must be >= 0");
+  math::check_real("tolerance", params.tolerance, 0.0, false);
   if (params.tolerance > 0 && params.max_steps < params.n_steps) {
     throw InvalidInputError("max_steps must be >= n_steps");
   }
@@ -186,7 +197,7 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   bool first_round = true;
   int64_t steps = params.n_steps;
   while (!pending.empty()) {
-    const math::Quadrature rule = math::quadrature(params.method, static_cast<int>(steps));
+    const math::Quadrature rule = math::quadrature(params.method, steps, [&] { runner.check_cancelled(); });
     std::vector<GradientRunner::Row> rows;
     std::vector<double> row_weight;
     for (int64_t t : pending) {
@@ -235,6 +246,7 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
     steps *= 2;
     first_round = false;
   }
+  check_float32_range(result);
   result.rows_run = runner.rows_run();
   result.seconds = runner.seconds();
   return result;
@@ -267,6 +279,7 @@ AttributionResult gradient_at_input(GradientRunner& runner, Aggregation aggregat
       result.matrix[p * n_targets + t] = aggregate(values.data(), hidden, aggregation);
     }
   });
+  check_float32_range(result);
   result.rows_run = runner.rows_run();
   result.seconds = runner.seconds();
   return result;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "attribfast/errors.h"
 
@@ -11,30 +12,56 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Nodes and weights of n-point Gauss-Legendre on [-1, 1], by Newton iteration on P_n.
-void gauss_legendre(int n, std::vector<double>* nodes, std::vector<double>* weights) {
+// Nodes and weights of n-point Gauss-Legendre on [-1, 1], by Newton iteration on P_n evaluated
+// with the three-term recurrence: O(n) a node. Tricomi's estimate of the roots is within O(n^-4),
+// so one or two steps suffice. Nodes are solved in blocks of kLanes at once, which lets the
+// recurrence run in SIMD lanes; `check` is called between blocks.
+void gauss_legendre(int64_t n, std::vector<double>* nodes, std::vector<double>* weights, const CancelCheck& check) {
+  constexpr int kLanes = 8;
   nodes->assign(n, 0.0);
   weights->assign(n, 0.0);
-  for (int i = 0; i < (n + 1) / 2; ++i) {
-    double x = std::cos(kPi * (i + 0.75) / (n + 0.5));
-    double derivative = 0.0;
-    for (int iteration = 0; iteration < 100; ++iteration) {
-      double p0 = 1.0, p1 = x;
-      for (int k = 2; k <= n; ++k) {
-        double pk = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
-        p0 = p1;
-        p1 = pk;
-      }
-      derivative = n * (x * p1 - p0) / (x * x - 1.0);
-      double step = p1 / derivative;
-      x -= step;
-      if (std::fabs(step) < 1e-15) break;
+  std::vector<double> inverse(n + 1, 0.0);
+  for (int64_t k = 1; k <= n; ++k) inverse[k] = 1.0 / static_cast<double>(k);
+  const double nd = static_cast<double>(n);
+  const int64_t half = (n + 1) / 2;  // the rest follow by symmetry
+  for (int64_t first = 0; first < half; first += kLanes) {
+    if (check) check();
+    const int64_t lanes = std::min<int64_t>(kLanes, half - first);
+    double x[kLanes], p0[kLanes], p1[kLanes], derivative[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      const double i = static_cast<double>(first + std::min<int64_t>(l, lanes - 1));  // spare lanes repeat
+      x[l] = (1.0 - (nd - 1.0) / (8.0 * nd * nd * nd)) * std::cos(kPi * (4.0 * i + 3.0) / (4.0 * nd + 2.0));
     }
-    const double w = 2.0 / ((1.0 - x * x) * derivative * derivative);
-    (*nodes)[i] = -x;  // ascending order, as numpy's leggauss
-    (*nodes)[n - 1 - i] = x;
-    (*weights)[i] = w;
-    (*weights)[n - 1 - i] = w;
+    for (int iteration = 0; iteration < 100; ++iteration) {
+      for (int l = 0; l < kLanes; ++l) {
+        p0[l] = 1.0;
+        p1[l] = x[l];
+      }
+      for (int64_t k = 2; k <= n; ++k) {
+        const double a = 2.0 * static_cast<double>(k) - 1.0, b = static_cast<double>(k) - 1.0, c = inverse[k];
+        for (int l = 0; l < kLanes; ++l) {
+          const double pk = (a * x[l] * p1[l] - b * p0[l]) * c;
+          p0[l] = p1[l];
+          p1[l] = pk;
+        }
+      }
+      double largest = 0.0;
+      for (int l = 0; l < kLanes; ++l) {
+        derivative[l] = nd * (x[l] * p1[l] - p0[l]) / (x[l] * x[l] - 1.0);
+        const double step = p1[l] / derivative[l];
+        x[l] -= step;
+        largest = std::max(largest, std::fabs(step));
+      }
+      if (largest < 1e-15) break;
+    }
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t i = first + l;
+      const double w = 2.0 / ((1.0 - x[l] * x[l]) * derivative[l] * derivative[l]);
+      (*nodes)[i] = -x[l];  // ascending order, as numpy's leggauss
+      (*nodes)[n - 1 - i] = x[l];
+      (*weights)[i] = w;
+      (*weights)[n - 1 - i] = w;
+    }
   }
 }
 
@@ -44,7 +71,7 @@ std::vector<std::string> quadrature_methods() {
   return {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "trapezoid"};
 }
 
-Quadrature quadrature(const std::string& method, int n_steps) {
+Quadrature quadrature(const std::string& method, int64_t n_steps, const CancelCheck& check) {
   const auto methods = quadrature_methods();
   if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
     std::string all;
@@ -55,20 +82,24 @@ Quadrature quadrature(const std::string& method, int n_steps) {
   if (n_steps < (is_gauss ? 1 : 2)) {
     throw InvalidInputError("n_steps must be at least " + std::to_string(is_gauss ? 1 : 2) + " for " + method);
   }
-  const int n = n_steps;
+  if (n_steps > kMaxQuadratureSteps) {
+    throw InvalidInputError("n_steps must be at most " + std::to_string(kMaxQuadratureSteps) + ", got " +
+                            std::to_string(n_steps));
+  }
+  const int64_t n = n_steps;
   Quadrature q;
   q.alphas.resize(n);
   q.weights.assign(n, 1.0 / n);
   if (is_gauss) {
     std::vector<double> nodes, weights;
-    gauss_legendre(n, &nodes, &weights);
-    for (int i = 0; i < n; ++i) {
+    gauss_legendre(n, &nodes, &weights, check);
+    for (int64_t i = 0; i < n; ++i) {
       q.alphas[i] = 0.5 * (1.0 + nodes[i]);
       q.weights[i] = 0.5 * weights[i];
     }
     return q;
   }
-  for (int i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     if (method == "riemann_left") q.alphas[i] = (1.0 - 1.0 / n) * i / (n - 1);
     else if (method == "riemann_right") q.alphas[i] = 1.0 / n + (1.0 - 1.0 / n) * i / (n - 1);
     else if (method == "riemann_middle") q.alphas[i] = 0.5 / n + (1.0 - 1.0 / n) * i / (n - 1);
@@ -86,16 +117,35 @@ Quadrature quadrature(const std::string& method, int n_steps) {
 }
 
 std::vector<std::pair<int64_t, int64_t>> occlusion_windows(int64_t n, int64_t window, int64_t stride) {
+  if (n < 1) throw InvalidInputError("occlusion needs at least one token");
   if (window < 1 || stride < 1) throw InvalidInputError("occlusion window and stride must be >= 1");
   if (window > n) {
     throw InvalidInputError("occlusion window " + std::to_string(window) + " is longer than the input (" +
                             std::to_string(n) + " tokens)");
   }
-  // Captum: ceil((n - window) / stride) + 1 shifts; a last window that would overhang is cropped.
-  const int64_t shifts = (n - window + stride - 1) / stride + 1;
+  if (window < n && stride > window) {
+    const int64_t last = std::min(stride, n) - 1;  // tokens [window, last] fall between the first two windows
+    const std::string gap = last == window ? "token " + std::to_string(window)
+                                           : "tokens " + std::to_string(window) + " to " + std::to_string(last);
+    throw InvalidInputError("occlusion stride " + std::to_string(stride) + " is longer than the window " +
+                            std::to_string(window) + ": no window would cover " + gap + ", whose attribution " +
+                            "would be undefined; use a stride <= the window (as Captum requires)");
+  }
+  // Captum: ceil((n - window) / stride) + 1 shifts; the last window is clipped to the input. Here
+  // stride <= window <= n, or window == n (one shift), so nothing overflows and every start < n.
+  const int64_t shifts = window == n ? 1 : (n - window + stride - 1) / stride + 1;
   std::vector<std::pair<int64_t, int64_t>> windows;
   for (int64_t i = 0; i < shifts; ++i) windows.emplace_back(i * stride, std::min(i * stride + window, n));
   return windows;
+}
+
+void check_real(const char* name, double value, double minimum, bool strict) {
+  const bool in_domain = std::isfinite(value) && (strict ? value > minimum : value >= minimum);
+  if (!in_domain) {
+    std::ostringstream message;
+    message << name << " must be a finite number " << (strict ? "> " : ">= ") << minimum << ", got " << value;
+    throw InvalidInputError(message.str());
+  }
 }
 
 Rng::Rng(uint64_t seed) {
@@ -180,6 +230,7 @@ double lime_similarity(const uint8_t* coalition, int64_t m, double kernel_width)
 std::vector<double> weighted_least_squares(const std::vector<double>& x, const std::vector<double>& y,
                                            const std::vector<double>& w, int64_t n, int64_t m, int64_t n_outputs,
                                            double ridge) {
+  check_real("ridge", ridge, 0.0, false);
   const int64_t p = m + 1;  // features + intercept
   // Normal equations (X^T W X + ridge I') beta = X^T W y, solved by Cholesky. The intercept is not
   // penalised. A tiny diagonal floor keeps features that never vary solvable (their coefficient -> 0).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 #include "attribfast/math.h"
 
@@ -20,6 +21,7 @@ AttributionResult empty_result(ScoreEvaluator& evaluator) {
 }
 
 void finish(ScoreEvaluator& evaluator, AttributionResult& result) {
+  check_float32_range(result);
   result.rows_run = evaluator.rows_run();
   result.seconds = evaluator.seconds();
 }
@@ -36,6 +38,24 @@ void spread(const std::vector<double>& per_feature, const std::vector<int64_t>& 
 
 }  // namespace
 
+void check_float32_range(const AttributionResult& result) {
+  constexpr double kLargest = std::numeric_limits<float>::max();
+  auto check = [&](const std::vector<double>& values, const char* what, bool allow_infinity) {
+    for (size_t k = 0; k < values.size(); ++k) {
+      const double v = values[k];
+      if (std::fabs(v) <= kLargest || (allow_infinity && std::isinf(v))) continue;
+      std::ostringstream message;
+      message << "the " << what << " of token " << k / result.n_targets << " to target " << k % result.n_targets
+              << " is " << v << ", beyond float32's range (+-" << kLargest << "), though every score was finite: "
+              << "scores (or an integrated-gradients baseline) this large cannot be attributed in float32";
+      throw AttributionOverflowError(message.str());
+    }
+  };
+  check(result.matrix, "attribution", false);
+  // One permutation has no spread to measure: that standard error is infinite on purpose.
+  check(result.standard_error, "standard error", true);
+}
+
 int64_t count_groups(const std::vector<int64_t>& groups, int64_t n_positions) {
   if (static_cast<int64_t>(groups.size()) != n_positions) {
     throw InvalidInputError("feature groups must have one entry per input token (" + std::to_string(n_positions) +
@@ -43,7 +63,13 @@ int64_t count_groups(const std::vector<int64_t>& groups, int64_t n_positions) {
   }
   int64_t m = 0;
   for (int64_t g : groups) {
-    if (g < -1) throw InvalidInputError("feature group ids must be >= 0 (or -1 to keep a token fixed)");
+    // Ids are consecutive from 0, so there are at most n_positions of them: checking that first
+    // keeps g + 1 and the table below bounded whatever the caller passed.
+    if (g < -1 || g >= n_positions) {
+      throw InvalidInputError("feature group id " + std::to_string(g) + " is out of range: ids run from 0 to " +
+                              "the number of groups - 1 (at most " + std::to_string(n_positions - 1) + " for " +
+                              std::to_string(n_positions) + " tokens), or -1 to keep a token fixed");
+    }
     m = std::max(m, g + 1);
   }
   std::vector<bool> used(m, false);
@@ -83,7 +109,8 @@ AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& pa
       }
     }
   }
-  // Overlapping windows are averaged, as Captum divides by how often each position was occluded.
+  // Overlapping windows are averaged, as Captum divides by how often each position was occluded;
+  // occlusion_windows covers every position at least once.
   for (int64_t p = 0; p < result.n_positions; ++p) {
     for (int64_t t = 0; t < n_targets; ++t) result.matrix[p * n_targets + t] /= coverage[p];
   }
@@ -131,6 +158,7 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
     }
   }
   if (n_permutations < 1) throw InvalidInputError("n_permutations must be >= 1");
+  math::check_real("max_seconds", params.max_seconds, 0.0, false);
   const int64_t n_targets = evaluator.n_targets();
   std::vector<double> sum(m * n_targets, 0.0), sum_squares(m * n_targets, 0.0);
   math::Rng rng(params.seed);
@@ -188,7 +216,10 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
 }
 
 SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
-  if (params.n_samples < 1) throw InvalidInputError("n_samples must be >= 1");
+  if (params.n_samples < 1 || params.n_samples > kMaxSamples) {
+    throw InvalidInputError("n_samples must be in [1, " + std::to_string(kMaxSamples) + "], got " +
+                            std::to_string(params.n_samples));
+  }
   SurrogateSamples samples;
   if (params.kind == SurrogateKind::kKernelShap) {
     // The full and the empty coalition carry a very large weight (theoretically infinite), which
@@ -203,7 +234,7 @@ SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
       samples.weights.insert(samples.weights.end(), params.n_samples, 1.0);
     }
   } else {
-    if (params.kernel_width <= 0) throw InvalidInputError("kernel_width must be positive");
+    math::check_real("kernel_width", params.kernel_width, 0.0, true);
     samples.coalitions = math::lime_coalitions(m, params.n_samples, params.seed);
     for (int64_t i = 0; i < params.n_samples; ++i) {
       samples.weights.push_back(math::lime_similarity(&samples.coalitions[i * m], m, params.kernel_width));
@@ -214,7 +245,7 @@ SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
 
 AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params) {
   const int64_t m = count_groups(params.groups, evaluator.n_positions());
-  if (params.ridge < 0) throw InvalidInputError("ridge must be >= 0");
+  math::check_real("ridge", params.ridge, 0.0, false);  // before any model run
   const SurrogateSamples samples = surrogate_samples(params, m);
   const int64_t n = static_cast<int64_t>(samples.weights.size());
   std::vector<std::vector<int64_t>> variants;

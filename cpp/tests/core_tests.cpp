@@ -2,6 +2,7 @@
 //   --ort-lib <libonnxruntime.so> --models <dir with linear_score.onnx>
 // (the Python suite builds this binary, writes the models and passes both).
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -66,6 +67,48 @@ void test_quadrature() {
   EXPECT_NEAR(std::accumulate(trapezoid.weights.begin(), trapezoid.weights.end(), 0.0), 1.0, 1e-15);
   EXPECT(throws<InvalidInputError>([] { math::quadrature("simpson", 4); }));
   EXPECT(throws<InvalidInputError>([] { math::quadrature("riemann_left", 1); }));
+  EXPECT(throws<InvalidInputError>([] { math::quadrature("gausslegendre", math::kMaxQuadratureSteps + 1); }));
+  // Many points: still a rule that integrates x^k on [0, 1] to 1 / (k + 1).
+  auto big = math::quadrature("gausslegendre", 3001);
+  for (int k : {0, 1, 10, 60}) {
+    double sum = 0;
+    for (size_t i = 0; i < big.alphas.size(); ++i) sum += big.weights[i] * std::pow(big.alphas[i], k);
+    EXPECT_NEAR(sum, 1.0 / (k + 1), 1e-13);
+  }
+  EXPECT(big.alphas[1500] == 0.5);
+  // The cancellation check runs between blocks of nodes, and its exception stops the work.
+  int calls = 0;
+  EXPECT(throws<CancelledError>([&] {
+    math::quadrature("gausslegendre", 1000, [&] {
+      if (++calls == 3) throw CancelledError("cancelled");
+    });
+  }));
+  EXPECT(calls == 3);
+}
+
+void test_parameters() {
+  const double nan = std::nan("");
+  EXPECT(throws<InvalidInputError>([&] { math::check_real("ridge", nan, 0.0, false); }));
+  EXPECT(throws<InvalidInputError>([&] { math::check_real("ridge", HUGE_VAL, 0.0, false); }));
+  EXPECT(throws<InvalidInputError>([&] { math::check_real("kernel_width", 0.0, 0.0, true); }));
+  EXPECT(!throws<InvalidInputError>([&] { math::check_real("ridge", 0.0, 0.0, false); }));
+  std::vector<double> x{0, 1, 1, 0}, y{1, 2}, w{1, 1};
+  EXPECT(throws<InvalidInputError>([&] { math::weighted_least_squares(x, y, w, 2, 2, 1, nan); }));
+  // Group ids past the token count are refused before g + 1 or a table of size max(g) + 1.
+  EXPECT(count_groups({0, 0, 1, -1}, 4) == 2);
+  EXPECT(throws<InvalidInputError>([] { count_groups({INT64_MAX, 0, 0}, 3); }));
+  EXPECT(throws<InvalidInputError>([] { count_groups({int64_t{1} << 40, 0, 0}, 3); }));
+  EXPECT(throws<InvalidInputError>([] { count_groups({3, 0, 1}, 3); }));
+  EXPECT(throws<InvalidInputError>([] { count_groups({-2, 0, 1}, 3); }));
+  // Results leave as float32: a finite double beyond its range is a typed error, not an inf.
+  AttributionResult result;
+  result.n_positions = 2;
+  result.n_targets = 1;
+  result.matrix = {1.0, -6e38};
+  EXPECT(throws<AttributionOverflowError>([&] { check_float32_range(result); }));
+  result.matrix = {1.0, -3e38};
+  result.standard_error = {HUGE_VAL, 0.0};  // one permutation: no spread measured, on purpose
+  EXPECT(!throws<AttributionOverflowError>([&] { check_float32_range(result); }));
 }
 
 void test_windows() {
@@ -73,7 +116,13 @@ void test_windows() {
   EXPECT(math::occlusion_windows(5, 2, 2) == (W{{0, 2}, {2, 4}, {4, 5}}));
   EXPECT(math::occlusion_windows(4, 2, 1) == (W{{0, 2}, {1, 3}, {2, 4}}));
   EXPECT(math::occlusion_windows(3, 1, 1) == (W{{0, 1}, {1, 2}, {2, 3}}));
+  EXPECT(math::occlusion_windows(7, 3, 3) == (W{{0, 3}, {3, 6}, {6, 7}}));
+  EXPECT(math::occlusion_windows(4, 4, INT64_MAX) == (W{{0, 4}}));
   EXPECT(throws<InvalidInputError>([] { math::occlusion_windows(3, 4, 1); }));
+  // A stride past the window leaves tokens uncovered (and once started windows past the end).
+  EXPECT(throws<InvalidInputError>([] { math::occlusion_windows(11, 1, 8); }));
+  EXPECT(throws<InvalidInputError>([] { math::occlusion_windows(4, 1, 2); }));
+  EXPECT(throws<InvalidInputError>([] { math::occlusion_windows(0, 1, 1); }));
 }
 
 void test_sampling() {
@@ -183,6 +232,11 @@ void test_engine(const std::string& library, const std::string& models) {
     for (size_t p = 0; p < ids.size(); ++p) EXPECT_NEAR(result.matrix[p * 3], table(ids[p], 0) - table(baseline, 0), 1e-4);
   }
   {
+    ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
+    EXPECT(throws<InvalidInputError>([&] { occlusion(evaluator, OcclusionParams{1, 3, baseline}); }));
+    EXPECT(throws<InvalidInputError>([&] { feature_ablation(evaluator, AblationParams{{INT64_MAX, 0, 0, 0, 0}, 0}); }));
+  }
+  {
     RunControl control(rt);
     control.cancel();
     ScoreEvaluator evaluator(session, linear_problem(ids), policy, &control, nullptr);
@@ -224,6 +278,7 @@ int main(int argc, char** argv) {
   }
   test_quadrature();
   test_windows();
+  test_parameters();
   test_sampling();
   test_least_squares();
   if (!library.empty()) test_engine(library, models);

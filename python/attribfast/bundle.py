@@ -40,7 +40,12 @@ def manifest_hash(manifest: dict) -> str:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A loaded bundle directory. Files are verified against the manifest's sha256 on load."""
+    """A loaded bundle directory. Files are verified against the manifest's sha256 on load.
+
+    Every path in the manifest (`files` keys, `graphs.*.file`, `tokenizer`, `embeddings`) must be
+    relative and stay inside the bundle once links are resolved, and every file the manifest names
+    must be one that `files` hashes: a manifest cannot make attribfast read an unchecked file.
+    """
 
     path: Path
     manifest: dict
@@ -66,16 +71,14 @@ class Bundle:
         if manifest.get("task") not in TASKS:
             raise BundleError(f"unknown task {manifest.get('task')!r} in {manifest_path}")
         bundle = cls(path, manifest)
+        bundle._check_paths()  # even unverified: paths decide what is read at all
         if verify:
             bundle.verify()
         return bundle
 
     def verify(self) -> None:
-        files = self.manifest.get("files", {})
-        if not files:
-            raise BundleError("the manifest lists no files")
-        for name, expected in files.items():
-            file = self.path / name
+        for name, expected in self._hashed().items():
+            file = self._resolve(f"files[{name!r}]", name)
             if not file.is_file():
                 raise BundleIntegrityError(f"bundle file {name} is missing")
             actual = sha256_of(file)
@@ -83,6 +86,50 @@ class Bundle:
                 raise BundleIntegrityError(
                     f"bundle file {name} was modified: sha256 {actual[:12]}... != manifest {expected[:12]}..."
                 )
+
+    def _hashed(self) -> dict:
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise BundleError("the manifest lists no files")
+        for name, digest in files.items():
+            if not isinstance(digest, str):
+                raise BundleError(f"manifest field files[{name!r}] must be a sha256 string, got {digest!r}")
+        return files
+
+    def _named(self) -> dict[str, object]:
+        """Manifest field -> the path it names, for every file the manifest points at."""
+        graphs = self.manifest.get("graphs")
+        if not isinstance(graphs, dict) or not graphs:
+            raise BundleError("manifest field graphs must map graph names to {file: ...}")
+        named: dict[str, object] = {}
+        for name, graph in graphs.items():
+            if not isinstance(graph, dict):
+                raise BundleError(f"manifest field graphs.{name} must be an object with a file, got {graph!r}")
+            named[f"graphs.{name}.file"] = graph.get("file")
+        named["tokenizer"] = self.manifest.get("tokenizer")
+        named["embeddings"] = self.manifest.get("embeddings")
+        return named
+
+    def _check_paths(self) -> None:
+        hashed = {self._resolve(f"files[{name!r}]", name) for name in self._hashed()}
+        for field, name in self._named().items():
+            if self._resolve(field, name) not in hashed:
+                raise BundleIntegrityError(
+                    f"manifest field {field} names {name!r}, which the manifest's files do not hash; "
+                    "an unhashed file cannot be trusted"
+                )
+
+    def _resolve(self, field: str, name) -> Path:
+        """The file a manifest field names, resolved (links followed); BundleError unless inside the bundle."""
+        if not isinstance(name, str) or not name:
+            raise BundleError(f"manifest field {field} must be a file name in the bundle, got {name!r}")
+        if Path(name).is_absolute():
+            raise BundleError(f"manifest field {field} is an absolute path ({name!r}); bundle paths are relative")
+        root = self.path.resolve()
+        resolved = (root / name).resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise BundleError(f"manifest field {field} ({name!r}) leads outside the bundle to {resolved}")
+        return resolved
 
     @property
     def task(self) -> str:
@@ -94,13 +141,13 @@ class Bundle:
 
     def graph_path(self, name: str) -> Path | None:
         graph = self.manifest["graphs"].get(name)
-        return None if graph is None else self.path / graph["file"]
+        return None if graph is None else self._resolve(f"graphs.{name}.file", graph["file"])
 
     @cached_property
     def tokenizer(self):
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(self.path / self.manifest["tokenizer"]))
+        tokenizer = Tokenizer.from_file(str(self._resolve("tokenizer", self.manifest["tokenizer"])))
         # Inputs must keep their own length: padding would add attended-to tokens, truncation a silent cut.
         tokenizer.no_padding()
         tokenizer.no_truncation()
@@ -109,4 +156,4 @@ class Bundle:
     @cached_property
     def embeddings(self) -> np.ndarray:
         """The input embedding matrix [vocab, hidden] (memory-mapped)."""
-        return np.load(self.path / self.manifest["embeddings"], mmap_mode="r")
+        return np.load(self._resolve("embeddings", self.manifest["embeddings"]), mmap_mode="r")

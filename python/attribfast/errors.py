@@ -29,6 +29,10 @@ class NonFiniteScoreError(AttribfastError):
     """The model produced NaN or infinite scores or gradients."""
 
 
+class AttributionOverflowError(NonFiniteScoreError):
+    """The scores are finite, but an attribution computed from them is beyond float32's range."""
+
+
 class CancelledError(AttribfastError):
     """The run was cancelled before it finished."""
 
@@ -63,7 +67,7 @@ class BundleError(AttribfastError):
 
 
 class BundleIntegrityError(BundleError):
-    """A bundle file's sha256 does not match its manifest."""
+    """A bundle file's sha256 does not match its manifest, or a file the manifest names is not hashed."""
 
 
 class BundleVersionError(BundleError):

@@ -110,7 +110,7 @@ def load(
     bundle = Bundle.load(bundle_dir)
     manifest = bundle.manifest
     bundle_dtype(manifest)  # refuses a precision this version cannot run
-    graphs = {name: bundle.path / graph["file"] for name, graph in manifest["graphs"].items()}
+    graphs = {name: bundle.graph_path(name) for name in manifest["graphs"]}
     labels = None
     if manifest.get("labels"):
         labels = tuple(manifest["labels"][str(i)] for i in range(len(manifest["labels"])))
@@ -346,6 +346,8 @@ class AttributionModel:
     def _encode(self, text, truncate) -> _Encoded:
         spec = self._spec
         if _is_id_list(text):
+            if any(not -(2**63) <= int(i) < 2**63 for i in text):
+                raise InvalidInputError("token ids must be int64 values (and in the vocabulary)")
             ids = np.asarray(list(text), dtype=np.int64)
             if ids.size == 0:
                 raise InvalidInputError("the input has no tokens")

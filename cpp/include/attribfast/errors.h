@@ -40,6 +40,13 @@ class NumericalError : public Error {
   using Error::Error;
 };
 
+// The scores are finite, but an attribution computed from them lies beyond float32's range, the
+// type results are handed out in.
+class AttributionOverflowError : public NumericalError {
+ public:
+  using NumericalError::NumericalError;
+};
+
 class CancelledError : public Error {
  public:
   using Error::Error;

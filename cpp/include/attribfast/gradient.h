@@ -22,14 +22,14 @@ struct GradientProblem {
   const float* embeddings = nullptr;           // [vocab_size, hidden_size], borrowed
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
-  std::vector<float> baseline;                 // [n, hidden_size]: the baseline embedding of each position
+  std::vector<float> baseline;                 // [n, hidden_size]: the baseline embedding of each position, finite
 };
 
 enum class Aggregation { kSum, kL2 };
 
 struct IntegratedGradientsParams {
   std::string method = "gausslegendre";
-  int64_t n_steps = 50;
+  int64_t n_steps = 50;     // up to math::kMaxQuadratureSteps
   double tolerance = 0.0;   // > 0: double the steps of a target until |delta| <= tolerance
   int64_t max_steps = 512;  // ceiling of the adaptive mode
   Aggregation aggregation = Aggregation::kSum;
@@ -56,6 +56,8 @@ class GradientRunner {
   int64_t rows_run() const { return rows_run_; }
   double seconds() const;
   void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  // Throws CancelledError once the run is cancelled; for long work between model runs.
+  void check_cancelled() const;
 
  private:
   const Session& session_;

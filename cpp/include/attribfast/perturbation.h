@@ -46,6 +46,9 @@ struct ShapleyParams {
 
 enum class SurrogateKind { kKernelShap, kLime };
 
+// The most coalitions KernelSHAP and LIME sample: every variant is held in memory before the sweep.
+constexpr int64_t kMaxSamples = 1 << 20;
+
 struct SurrogateParams {
   SurrogateKind kind = SurrogateKind::kKernelShap;
   std::vector<int64_t> groups;
@@ -56,10 +59,16 @@ struct SurrogateParams {
   double ridge = 0.0;
 };
 
+// Results are handed out as float32. A value beyond its range (finite scores near float32's maximum
+// give one: clean - perturbed doubles them) is an AttributionOverflowError naming the cell, never a
+// silent inf. Every method calls this on its result.
+void check_float32_range(const AttributionResult& result);
+
 // The variant of ids in which every position whose group is set in `ablated` takes the baseline.
 std::vector<int64_t> ablate(const std::vector<int64_t>& ids, const std::vector<int64_t>& groups,
                             const std::vector<uint8_t>& ablated, int64_t baseline_id);
-// Number of features m of a group vector, checking that ids 0..m-1 are all used.
+// Number of features m of a group vector, checking that every id is in [-1, n_positions) and that
+// ids 0..m-1 are all used.
 int64_t count_groups(const std::vector<int64_t>& groups, int64_t n_positions);
 
 AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params);
