@@ -135,3 +135,33 @@ def slow_model(width: int = 512, depth: int = 48) -> bytes:
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])]
     return _model(nodes, inputs, outputs, inits)
+
+
+def memory_hungry_model(base: float = 4096.0, most: int = 3) -> bytes:
+    """ids int64 [batch, seq] -> scores [batch, 1] = sum of the ids. On the side it allocates
+    base**min(batch, most) floats (then sums them to 0): with the defaults a batch of 3 or more rows
+    asks for 256 GB and fails to allocate; smaller batches take at most 64 MB."""
+    zero = helper.make_tensor("v", TensorProto.FLOAT, [1], [0])
+    nodes = [
+        helper.make_node("Shape", ["ids"], ["batch"], end=1),
+        helper.make_node("Min", ["batch", "most"], ["exponent"]),
+        helper.make_node("Cast", ["exponent"], ["batch_f"], to=TensorProto.FLOAT),
+        helper.make_node("Pow", ["base", "batch_f"], ["count_f"]),
+        helper.make_node("Cast", ["count_f"], ["count"], to=TensorProto.INT64),
+        helper.make_node("ConstantOfShape", ["count"], ["big"], value=zero),
+        helper.make_node("ReduceSum", ["big"], ["zero"], keepdims=1),
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["ids_f", "axis1"], ["total"], keepdims=1),
+        helper.make_node("Add", ["total", "zero"], ["scores"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([base], np.float32), "base"),
+        numpy_helper.from_array(np.array([most], np.int64), "most"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1])],
+        inits,
+    )

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from attribfast import Session
 from attribfast._runtime import PROVIDERS_ENV, default_providers
-from attribfast.errors import InvalidInputError, ProviderWarning
+from attribfast.errors import DeviceMemoryError, InvalidInputError, ProviderWarning
 from attribfast.model import DEFAULT_MEMORY_BUDGET, DEVICE_MEMORY_SHARE
-from onnx_models import multi_io_model
+from onnx_models import memory_hungry_model, multi_io_model
 
 CUDA = "cuda" in attribfast.runtime_info().usable_providers
 needs_cuda = pytest.mark.skipif(not CUDA, reason="ONNX Runtime's CUDA provider is not usable on this machine")
@@ -71,6 +71,30 @@ def test_gpu_batches_are_budgeted_from_free_device_memory(bundles):
     assert given._device_budget(_FakeGpuSession((8 << 30, 80 << 30))) == 123 << 20
     unknown = attribfast.load(bundles["gpt2"], providers=("cpu",))
     assert unknown._device_budget(_FakeGpuSession(None)) == DEFAULT_MEMORY_BUDGET
+
+
+def _hungry(tmp_path, base, most):
+    path = tmp_path / "hungry.onnx"
+    path.write_bytes(memory_hungry_model(base, most))
+    return attribfast.AttributionModel.from_onnx(path, ids_input="ids", mask_input=None, providers=("cpu",))
+
+
+@pytest.mark.parametrize("method", [attribfast.Occlusion(), attribfast.FeatureAblation()])
+def test_batches_that_do_not_fit_memory_are_retried_smaller(tmp_path, method):
+    # Batches of 3+ rows fail to allocate in ONNX Runtime's arena, as an oversized GPU batch would.
+    model = _hungry(tmp_path, 4096.0, 3)
+    ids = [3, 1, 4, 1, 5, 9, 2, 6]
+    fitting = model.attribute(ids, targets=[0], method=method, batch_size=2)
+    shrunk = model.attribute(ids, targets=[0], method=method, batch_size=8)
+    np.testing.assert_array_equal(shrunk.matrix, fitting.matrix)
+    np.testing.assert_array_equal(shrunk.matrix[:, 0], ids)  # the pad-0 baseline removes each id from the sum
+    assert shrunk.evaluations == fitting.evaluations  # failed runs are not counted
+
+
+def test_one_row_that_does_not_fit_is_a_typed_error(tmp_path):
+    model = _hungry(tmp_path, 2.0**40, 1)  # 4 TB at any batch size
+    with pytest.raises(DeviceMemoryError, match="allocate"):
+        model.attribute([3, 1, 4], targets=[0], method="occlusion")
 
 
 @needs_cuda

@@ -103,3 +103,18 @@ def test_unknown_dtype_in_a_manifest_is_refused(half_bundles, tmp_path):
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="dtype"):
         attribfast.load(copy)
+
+
+def test_conversion_does_not_load_onnxruntimes_python_module(bundles, tmp_path):
+    # A second ONNX Runtime in the process (the onnxruntime module's own) beside the core's crashed
+    # CUDA sessions created after it on a GPU machine; the converter is loaded on its own instead.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from attribfast.precision import to_float16; "
+        f"to_float16({str(bundles['bert'])!r}, {str(tmp_path / 'half')!r}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'onnxruntime'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -37,6 +37,8 @@ PYBIND11_MODULE(_core, m) {
       raise_typed("NonFiniteScoreError", e.what());
     } catch (const attribfast::CancelledError& e) {
       raise_typed("CancelledError", e.what());
+    } catch (const attribfast::DeviceMemoryError& e) {
+      raise_typed("DeviceMemoryError", e.what());
     } catch (const attribfast::RuntimeBackendError& e) {
       raise_typed("RuntimeBackendError", e.what());
     } catch (const attribfast::Error& e) {

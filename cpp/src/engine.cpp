@@ -39,6 +39,11 @@ int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
   return std::max<int64_t>(rows, 1);
 }
 
+int64_t shrink_after_memory_failure(int64_t rows) {
+  if (rows <= 1) throw;  // rethrows the DeviceMemoryError being handled
+  return rows / 2;
+}
+
 ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy,
                                const RunControl* control, ProgressFn progress)
     : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
@@ -150,7 +155,7 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
     if (control_) control_->throw_if_cancelled();
     // Grow the batch while the longest row (the last, rows are sorted) still fits the budget.
     size_t end = begin + 1;
-    while (end < rows.size() &&
+    while (end < rows.size() && static_cast<int64_t>(end - begin + 1) <= row_cap_ &&
            static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy_, rows[end].length)) {
       ++end;
     }
@@ -186,7 +191,13 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
       inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
-    auto outputs = session_.run(inputs, {problem_.score_output}, control_);
+    std::vector<OutputTensor> outputs;
+    try {
+      outputs = session_.run(inputs, {problem_.score_output}, control_);
+    } catch (const DeviceMemoryError&) {
+      row_cap_ = shrink_after_memory_failure(batch);  // the same rows again, in smaller batches
+      continue;
+    }
     const auto& scores = outputs[0];
     const size_t n_columns = problem_.column_targets[0].size();
     if (scores.shape().size() != 2 || scores.shape()[0] != batch || static_cast<size_t>(scores.shape()[1]) != n_columns) {

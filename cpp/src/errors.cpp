@@ -2,6 +2,19 @@
 
 namespace attribfast {
 
+namespace {
+
+// ORT reports allocation failures with no error code of their own, only in the message text.
+bool is_allocation_failure(const std::string& message) {
+  for (const char* marker : {"Failed to allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
+                             "CUDNN_STATUS_ALLOC_FAILED", "bad_alloc"}) {
+    if (message.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void throw_status(const ort::Api& api, ort::Status* status, Phase phase,
                   const std::string& context) {
   const ort::ErrorCode code = api.GetErrorCode(status);
@@ -24,6 +37,7 @@ void throw_status(const ort::Api& api, ort::Status* status, Phase phase,
       throw RuntimeBackendError(message);
     default:
       if (phase == Phase::kLoad) throw ModelLoadError(message);
+      if (phase == Phase::kRun && is_allocation_failure(message)) throw DeviceMemoryError(message);
       throw RuntimeBackendError(message);
   }
 }

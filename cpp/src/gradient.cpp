@@ -103,7 +103,8 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
   while (begin < order.size()) {
     if (control_) control_->throw_if_cancelled();
     size_t end = begin + 1;
-    while (end < order.size() && static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy, length(order[end]))) {
+    while (end < order.size() && static_cast<int64_t>(end - begin + 1) <= row_cap_ &&
+           static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy, length(order[end]))) {
       ++end;
     }
     const int64_t batch = static_cast<int64_t>(end - begin);
@@ -149,7 +150,13 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
       inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
-    auto outputs = session_.run(inputs, {problem_.score_output, problem_.gradient_output}, control_);
+    std::vector<OutputTensor> outputs;
+    try {
+      outputs = session_.run(inputs, {problem_.score_output, problem_.gradient_output}, control_);
+    } catch (const DeviceMemoryError&) {
+      row_cap_ = shrink_after_memory_failure(batch);  // the same rows again, in smaller batches
+      continue;
+    }
     const auto& scores = outputs[0];
     const auto& grads = outputs[1];
     if (scores.element_type() != ort::kFloat32 || grads.element_type() != ort::kFloat32) {

@@ -110,10 +110,12 @@ void Session::configure_provider(ort::SessionOptions* options, const SessionConf
   if (status == nullptr) {
     if (config.device_id < 0) throw InvalidInputError("device_id must be >= 0");
     const std::string device = std::to_string(config.device_id);
-    const char* keys[] = {"device_id", "use_tf32"};
-    const char* values[] = {device.c_str(), config.allow_tf32 ? "1" : "0"};
-    status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 2);
-    if (status != nullptr) {  // a library without the TF32 switch: the device id alone
+    // The arena grows by what a run asks for, not by powers of two: attribution batches vary in
+    // shape, and each session keeps its own arena, so doubling would strand device memory.
+    const char* keys[] = {"device_id", "use_tf32", "arena_extend_strategy"};
+    const char* values[] = {device.c_str(), config.allow_tf32 ? "1" : "0", "kSameAsRequested"};
+    status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 3);
+    if (status != nullptr) {  // a library without these switches: the device id alone
       api.ReleaseStatus(status);
       status = api.UpdateCUDAProviderOptions(cuda_options.get(), keys, values, 1);
     }

@@ -25,6 +25,10 @@ class RuntimeBackendError(AttribfastError):
     """ONNX Runtime failed while running a model."""
 
 
+class DeviceMemoryError(RuntimeBackendError):
+    """A batch did not fit the device's memory even at one row (larger batches are retried smaller)."""
+
+
 class NonFiniteScoreError(AttribfastError):
     """The model produced NaN or infinite scores or gradients."""
 

@@ -65,9 +65,11 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
     """
     try:
         import onnx
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     except ImportError as e:  # pragma: no cover - the export extra is missing
         raise ExportError(f"fp16 conversion needs the onnx package (pip install attribfast[export]): {e}") from None
+    converter = _float16_converter()
+    convert_float_to_float16 = converter.convert_float_to_float16
+    DEFAULT_OP_BLOCK_LIST = converter.DEFAULT_OP_BLOCK_LIST  # noqa: N806
     source = Bundle.load(bundle_dir)
     if bundle_dtype(source.manifest) != "float32":
         raise BundleError(f"{bundle_dir} is already a {bundle_dtype(source.manifest)} bundle")
@@ -108,6 +110,28 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
+
+
+def _float16_converter():
+    """ONNX Runtime's fp16 graph converter (onnxruntime/transformers/float16.py), loaded on its own.
+
+    Importing the onnxruntime package would load its Python module's own copy of ONNX Runtime
+    into the process beside the core's. On a GPU machine whose onnxruntime module differs from the
+    library the core runs, CUDA sessions created after that import crashed in our runs, so only
+    the converter's file is loaded (it needs numpy, onnx and packaging).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ExportError("fp16 conversion uses ONNX Runtime's converter: pip install onnxruntime")
+    path = Path(list(spec.submodule_search_locations)[0]) / "transformers" / "float16.py"
+    if not path.is_file():
+        raise ExportError(f"this onnxruntime has no fp16 converter at {path}")
+    module_spec = importlib.util.spec_from_file_location("attribfast._ort_float16", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
 
 
 def score_head_nodes(model) -> list[str]:

@@ -51,6 +51,11 @@ struct BatchPolicy {
 // Rows per batch for sequences of seq_len tokens under the policy.
 int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len);
 
+// The row cap after a batch of `rows` did not fit the device's memory: half as many. The memory
+// estimate behind choose_batch_size is a model of the graph, not a measurement, so the runners
+// shrink instead of failing; one row that does not fit rethrows the DeviceMemoryError.
+int64_t shrink_after_memory_failure(int64_t rows);
+
 class ScoreEvaluator {
  public:
   ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy, const RunControl* control,
@@ -89,6 +94,7 @@ class ScoreEvaluator {
   std::chrono::steady_clock::time_point start_;
   HostBuffer ids_buffer_, mask_buffer_;
   std::vector<HostBuffer> extra_buffers_;
+  int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
 };
 
 }  // namespace attribfast

@@ -34,6 +34,13 @@ class RuntimeBackendError : public Error {
   using Error::Error;
 };
 
+// A run did not fit the device's memory (ORT's arena or CUDA could not allocate): the engine
+// retries such a batch with fewer rows before passing it on.
+class DeviceMemoryError : public RuntimeBackendError {
+ public:
+  using RuntimeBackendError::RuntimeBackendError;
+};
+
 // The model produced NaN or infinite scores.
 class NumericalError : public Error {
  public:

@@ -71,6 +71,7 @@ class GradientRunner {
   std::chrono::steady_clock::time_point start_;
   HostBuffer embeds_buffer_, mask_buffer_;
   std::vector<HostBuffer> extra_buffers_;
+  int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
 };
 
 AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedGradientsParams& params);
