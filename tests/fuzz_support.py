@@ -27,7 +27,8 @@ settings.register_profile(
     deadline=None,
     database=None,
     print_blob=False,
-    suppress_health_check=list(HealthCheck),
+    # Slow examples and large ones (hundreds of targets, 100k-character texts) are the point here.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 PROFILE = settings.get_profile("attribfast-fuzz")
 
@@ -155,7 +156,6 @@ def outcome(call, scratch: str) -> str:
     for one in result if isinstance(result, list) else [result]:
         check_result(one, scratch)
     return "result"
-
 
 
 def assert_varied(seen, *errors: str) -> None:
