@@ -226,14 +226,36 @@ class Attribution:
 
     # Display ---------------------------------------------------------------------------------
 
-    def plot(self, ax=None, annotate: bool = True, cmap: str = "RdYlGn", vmax: float | None = None):
+    def plot(
+        self,
+        ax=None,
+        annotate: bool = True,
+        cmap: str = "RdYlGn",
+        vmax: float | str | None = None,
+        scale: str = "global",
+        title: str | None = None,
+    ):
         """Heatmap: rows = tokens, columns = targets, 4-decimal annotations, colours centred at 0.
 
-        Draws on ax if given; returns (Figure, Axes). vmax sets the symmetric colour limit.
+        Draws on ax if given (labels and colour bar stay inside it); returns (Figure, Axes).
+        vmax: the symmetric colour limit: None (largest |value|), a number, or a percentile of
+        |values| such as "p99", which keeps a few outliers from turning every other cell pale.
+        scale: "global" (one colour range) or "column" (each target against its own limit).
+        Long inputs thin their tick labels; annotations drop out when cells are too small.
         """
         from .plot import heatmap
 
-        return heatmap(self.matrix, self.tokens, self.targets, ax=ax, annotate=annotate, cmap=cmap, vmax=vmax)
+        return heatmap(
+            self.matrix,
+            self.tokens,
+            self.targets,
+            ax=ax,
+            annotate=annotate,
+            cmap=cmap,
+            vmax=vmax,
+            scale=scale,
+            title=title,
+        )
 
     def _repr_html_(self) -> str:
         """Tokens coloured per target (green positive, red negative), like Captum's visualize_text."""
