@@ -147,6 +147,12 @@ def heatmap(
     return fig, ax
 
 
+def text_colour(background) -> str:
+    """Black or white, whichever reads on the background (an RGB(A) tuple in [0, 1])."""
+    r, g, b = background[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
 def _short(label) -> str:
     text = str(label)
     return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
@@ -231,14 +237,5 @@ def _annotate(fig, ax, matrix, shown, norm, colormap) -> None:
         return
     for i in range(n_rows):
         for j in range(n_cols):
-            r, g, b, _ = colormap(norm(shown[i, j]))
-            luminance = 0.299 * r + 0.587 * g + 0.114 * b
-            ax.text(
-                j,
-                i,
-                f"{matrix[i, j]:.4f}",
-                ha="center",
-                va="center",
-                fontsize=fontsize,
-                color="black" if luminance > 0.5 else "white",
-            )
+            colour = text_colour(colormap(norm(shown[i, j])))
+            ax.text(j, i, f"{matrix[i, j]:.4f}", ha="center", va="center", fontsize=fontsize, color=colour)
