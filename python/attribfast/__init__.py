@@ -21,6 +21,14 @@ from .session import Session
 
 __version__ = "0.1.0"
 
+# Docstrings of the public names that are data rather than classes or functions (a dict cannot
+# carry one). scripts/gen_api_docs.py puts them in docs/api.md.
+_DATA_DOCS = {
+    "METHODS": "The registry of attribution methods: name -> config class. Its keys are the names "
+    "that AttributionModel.attribute(method=...) and `attribfast explain --method` accept; each "
+    "class, called with keyword arguments, gives a configured method.",
+}
+
 __all__ = [
     "METHODS",
     "Attribution",

@@ -80,6 +80,7 @@ class Attribution:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(n_tokens, n_targets)."""
         return self.matrix.shape
 
     def __repr__(self) -> str:
@@ -147,6 +148,7 @@ class Attribution:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Attribution:
+        """Reads a result written by save(), exactly as it was saved."""
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data:
                 raise InvalidInputError(f"{path} is not a saved Attribution")
