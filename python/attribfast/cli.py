@@ -30,10 +30,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .export import export_model
 
     started = time.perf_counter()
-    out = export(
+    out = export_model(
         args.model_dir,
         task=args.task,
         out_dir=args.output,
