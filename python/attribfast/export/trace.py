@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..tasks import ExtraGraph, Task
+from ..tasks.base import sharing
 from .load import quiet
 
 WEIGHTS_FILE = "weights.data"
@@ -66,7 +67,8 @@ def trace_joint(
         outputs = [scores, grad]
         start = n_targets
         for extra, count in zip(extras, counts, strict=True):
-            outputs.append(extra.module(leaf.detach(), attention_mask, *rest[start : start + count]))
+            # The same leaf: the extra graphs reuse the hidden states traced for the scores (sharing()).
+            outputs.append(extra.module(leaf, attention_mask, *rest[start : start + count]))
             start += count
         outputs.append(embedding(rest[-1]))
         return tuple(outputs)
@@ -84,7 +86,7 @@ def trace_joint(
     output_names = ["scores", "embeds_grad", *(extra.output for extra in extras), "embedded_ids"]
 
     registry, table = _onnx_registry()
-    with quiet():
+    with quiet(), sharing():
         traced = make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
     program = _convert(traced, args, input_names, output_names, axes, registry, opset, max_length)
     if external:
@@ -138,7 +140,21 @@ def _convert(traced, args, input_names, output_names, axes, registry, opset, max
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
 
         def translate(decompose: bool):
-            exported = torch.export.export(Joint().eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False)
+            try:
+                exported = torch.export.export(
+                    Joint().eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False
+                )
+            except torch._dynamo.exc.UserError:
+                # A guard on a size (e.g. sequence - 1 != 1 where a decoder reads the input shifted)
+                # becomes a runtime assert, which the ONNX graph drops; validation then checks the
+                # graph on small sizes too.
+                exported = torch.export.export(
+                    Joint().eval(),
+                    tuple(args),
+                    dynamic_shapes=(tuple(shapes),),
+                    strict=False,
+                    prefer_deferred_runtime_asserts_over_guards=True,
+                )
             with torch.fx.experimental._config.patch(backed_size_oblivious=True):
                 if decompose:
                     exported = _fx_passes.decompose_with_registry(exported, registry)

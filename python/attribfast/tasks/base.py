@@ -8,6 +8,7 @@ the pipeline in model.py only talk to tasks through this interface, so adding a 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -90,6 +91,31 @@ class Task:
     def plan(self, model, encoded, targets, generate: int | None, per_token: bool) -> TargetPlan:
         """The TargetPlan for one encoded input. model: the AttributionModel (sessions, tokenizer)."""
         raise NotImplementedError
+
+
+_shared: dict | None = None
+
+
+@contextlib.contextmanager
+def sharing():
+    """Inside, shared() computes a function once per set of input tensors: the joint trace reads
+    the model's hidden states for the scores and for the extra graphs, and traces them once."""
+    global _shared
+    _shared = {}
+    try:
+        yield
+    finally:
+        _shared = None
+
+
+def shared(owner, fn, *tensors):
+    """fn(*tensors), computed once per (owner, tensors) inside sharing()."""
+    if _shared is None:
+        return fn(*tensors)
+    key = (id(owner), *(id(t) for t in tensors))
+    if key not in _shared:
+        _shared[key] = (fn(*tensors), tensors)  # the tensors are kept alive so their ids stay unique
+    return _shared[key][0]
 
 
 def as_list(targets, kinds, description: str) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NonFiniteScoreError, TargetError, UnsupportedArchitectureError
-from .base import ExtraGraph, TargetPlan, Task, as_list, unique_labels
+from .base import ExtraGraph, TargetPlan, Task, as_list, shared, unique_labels
 
 
 class CausalLM(Task):
@@ -149,7 +149,10 @@ def reduce_scores(logits, score_positions, score_ids, score_weights, score: str)
 
 
 def last_hidden(base, inputs_embeds, attention_mask):
-    return base(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    def run(embeds, mask):
+        return base(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+
+    return shared(base, run, inputs_embeds, attention_mask)
 
 
 def final_logits(model, logits):

@@ -19,7 +19,8 @@ class Classification(Task):
     # Export side -------------------------------------------------------------------------------
 
     def check_model(self, model) -> None:
-        if not hasattr(model.config, "num_labels") or "inputs_embeds" not in _forward_parameters(model):
+        # BartForSequenceClassification lists inputs_embeds but refuses it: its base model is used.
+        if "inputs_embeds" not in _forward_parameters(model):
             if _bart_like(model) is None:
                 raise UnsupportedArchitectureError(
                     f"{type(model).__name__} takes no inputs_embeds, which the gradient graph needs"
@@ -101,8 +102,9 @@ def _forward_parameters(module) -> set:
 
 
 def _bart_like(model):
-    """The encoder-decoder base of a classifier whose head class takes no inputs_embeds (BART):
-    its base model does, and the head reads the decoder's state at the last EOS token."""
+    """The encoder-decoder base of a classifier whose head class reads input ids to find the EOS
+    token (BART): its base model takes inputs_embeds, and the head reads the decoder's state at the
+    last EOS token."""
     base = getattr(model, "model", None)
     head = getattr(model, "classification_head", None)
     if base is None or head is None or not getattr(model.config, "is_encoder_decoder", False):
@@ -117,9 +119,10 @@ def _logits_function(model):
     where BART's tokenizer puts the EOS token that BartForSequenceClassification looks up)."""
     import torch
 
-    if "inputs_embeds" in _forward_parameters(model):
+    base = _bart_like(model)
+    if base is None:
         return lambda embeds, mask: model(inputs_embeds=embeds, attention_mask=mask).logits
-    base, head = _bart_like(model), model.classification_head
+    head = model.classification_head
     embedding = model.get_input_embeddings()
     start = int(model.config.decoder_start_token_id)
 

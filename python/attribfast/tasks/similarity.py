@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputTooLongError, TargetError
-from .base import ExtraGraph, TargetPlan, Task, as_list, no_generate
+from .base import ExtraGraph, TargetPlan, Task, as_list, no_generate, shared
 
 
 class Similarity(Task):
@@ -28,7 +28,10 @@ class Similarity(Task):
                 self.base = model.base_model
 
             def forward(self, inputs_embeds, attention_mask):
-                hidden = self.base(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+                def run(embeds, mask):
+                    return self.base(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+
+                hidden = shared(self.base, run, inputs_embeds, attention_mask)
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 return torch.nn.functional.normalize(pooled, p=2, dim=-1)
