@@ -97,6 +97,7 @@ def _explain(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         truncate=args.truncate,
+        per_token=args.per_token,
     )
     if args.words:
         result = result.aggregate("word")
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--text", required=True)
     explain.add_argument("--target", action="append", help="a target (repeat for several)")
     explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
+    explain.add_argument("--per-token", action="store_true", help="one column per continuation token (causal LMs)")
     explain.add_argument("--method", default="occlusion")
     explain.add_argument("--param", action="append", default=[], help="method parameter key=value (repeatable)")
     explain.add_argument("--out", help="heatmap PNG to write")

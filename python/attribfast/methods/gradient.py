@@ -74,11 +74,10 @@ class IntegratedGradients(Method):
 
 
 @dataclass(frozen=True)
-class Saliency(Method):
-    """|d score / d embedding|, summed over the hidden dimension ("sum") or its L2 norm ("l2")."""
+class _GradientAtInput(Method):
+    """The gradient at the input itself, aggregated over the hidden dimension: "sum" or "l2" (its norm)."""
 
     aggregation: str = "sum"
-    name: ClassVar[str] = "saliency"
     needs: ClassVar[str] = "gradient"
 
     def __post_init__(self):
@@ -87,23 +86,18 @@ class Saliency(Method):
     def run(self, engine, encoded, plan, policy, progress, seed):
         problem, session = engine.gradient_problem(encoded, plan)
         embeddings = engine.embedding_matrix()
-        return _core.gradient_at_input(session, problem, embeddings, "saliency", self.aggregation, policy, progress)
+        return _core.gradient_at_input(session, problem, embeddings, self.name, self.aggregation, policy, progress)
 
 
 @dataclass(frozen=True)
-class InputXGradient(Method):
+class Saliency(_GradientAtInput):
+    """|d score / d embedding|, summed over the hidden dimension ("sum") or its L2 norm ("l2")."""
+
+    name: ClassVar[str] = "saliency"
+
+
+@dataclass(frozen=True)
+class InputXGradient(_GradientAtInput):
     """embedding * d score / d embedding, summed over the hidden dimension (or its L2 norm)."""
 
-    aggregation: str = "sum"
     name: ClassVar[str] = "input_x_gradient"
-    needs: ClassVar[str] = "gradient"
-
-    def __post_init__(self):
-        _check_aggregation(self.aggregation)
-
-    def run(self, engine, encoded, plan, policy, progress, seed):
-        problem, session = engine.gradient_problem(encoded, plan)
-        embeddings = engine.embedding_matrix()
-        return _core.gradient_at_input(
-            session, problem, embeddings, "input_x_gradient", self.aggregation, policy, progress
-        )
