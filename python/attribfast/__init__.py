@@ -1,10 +1,10 @@
 """attribfast: token attribution for transformer models, native on ONNX Runtime."""
 
-from . import errors
+from . import errors, export
 from ._runtime import RuntimeInfo, runtime_info
 from .attribution import Attribution
 from .bundle import Bundle
-from .export import ExportTolerance, export
+from .export import ExportTolerance, export_model
 from .methods import (
     METHODS,
     FeatureAblation,
@@ -47,6 +47,7 @@ __all__ = [
     "ShapleySampling",
     "errors",
     "export",
+    "export_model",
     "load",
     "runtime_info",
 ]

@@ -31,10 +31,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .export import export_model
 
     started = time.perf_counter()
-    out = export(
+    out = export_model(
         args.model_dir,
         task=args.task,
         out_dir=args.output,
@@ -98,6 +98,7 @@ def _explain(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         truncate=args.truncate,
+        per_token=args.per_token,
     )
     if args.words:
         result = result.aggregate("word")
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", action="append", help="a target: continuation, class or reference text (repeat for several)"
     )
     explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
+    explain.add_argument("--per-token", action="store_true", help="one column per continuation token (causal LMs)")
     explain.add_argument("--method", default="occlusion", metavar="NAME", help=method_help)
     explain.add_argument(
         "--param", action="append", default=[], help="method parameter key=value (repeatable; keys below)"
