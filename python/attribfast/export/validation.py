@@ -46,21 +46,17 @@ def example_inputs(task: Task, model, batch: int, seq: int, n_targets: int, leng
 
 
 def validate(task: Task, model, score_module, extras, bundle: Path, max_length: int) -> dict:
-    """Largest differences to torch: forward and gradient scores, relative gradients, extra graphs."""
+    """Largest differences to torch: forward and gradient scores, relative gradients, extra graphs.
+
+    torch's answers for every case are computed first; then one ONNX Runtime session at a time
+    runs them, so that large models hold one copy of the weights in ORT, not one per graph.
+    """
     import onnxruntime
     import torch
 
     embedding = model.get_input_embeddings()
-    names = ["forward", "gradient", *(extra.name for extra in extras)]
-    sessions = {
-        name: onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        for name in names
-    }
     errors = {"forward_scores": 0.0, "gradient_scores": 0.0, "gradients": 0.0, "auxiliary": 0.0}
-
-    def worst(key, got, expected, scale=1.0):
-        errors[key] = max(errors[key], float(np.abs(got - expected).max()) / scale)
-
+    cases = []
     for seed, (batch, seq, n_targets, length) in enumerate(CASES):
         seq = min(seq, max_length)
         length = max(min(length, seq - 1) if task.causal else length, 1)
@@ -70,29 +66,40 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
         embeds = embedding(ids).detach()
         with torch.no_grad():
             reference = score_module(embeds, mask, *targets).numpy()
-        (scores,) = sessions["forward"].run(None, feeds)
-        worst("forward_scores", scores, reference)
-        check = getattr(task, "model_scores", None)
-        if check is not None:
-            with torch.no_grad():
+            check = getattr(task, "model_scores", None)
+            if check is not None:
                 full = check(model, embeds, mask, *targets, score_module=score_module)
-            errors["model_forward"] = max(errors.get("model_forward", 0.0), float(np.abs(full - reference).max()))
+                errors["model_forward"] = max(errors.get("model_forward", 0.0), float(np.abs(full - reference).max()))
         leaf = embeds.clone().requires_grad_(True)
         with torch.enable_grad():
             (grad_reference,) = torch.autograd.grad(score_module(leaf, mask, *targets).sum(), leaf)
-        grad_feeds = {name: value for name, value in feeds.items() if name != "input_ids"}
-        grad_feeds["inputs_embeds"] = embeds.numpy()
-        scores, grads = sessions["gradient"].run(None, grad_feeds)
-        worst("gradient_scores", scores, reference)
-        worst("gradients", grads, grad_reference.numpy(), max(float(grad_reference.abs().max()), 1e-12))
+        extra_cases = {}
         for extra in extras:
             args = extra.example(ids, mask) if extra.example is not None else ()
             with torch.no_grad():
                 expected = extra.module(embeds, mask, *args).numpy()
-            extra_feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+            extra_feeds = {"input_ids": feeds["input_ids"], "attention_mask": feeds["attention_mask"]}
             extra_feeds.update({name: a.numpy() for name, a in zip(extra.inputs, args, strict=True)})
-            (got,) = sessions[extra.name].run(None, extra_feeds)
-            worst("auxiliary", got, expected)
+            extra_cases[extra.name] = (extra_feeds, expected)
+        cases.append((feeds, embeds.numpy(), reference, grad_reference.numpy(), extra_cases))
+
+    def worst(key, got, expected, scale=1.0):
+        errors[key] = max(errors[key], float(np.abs(got - expected).max()) / scale)
+
+    for name in ["forward", "gradient", *(extra.name for extra in extras)]:
+        session = onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        for feeds, embeds, reference, grad_reference, extra_cases in cases:
+            if name == "forward":
+                worst("forward_scores", session.run(None, feeds)[0], reference)
+            elif name == "gradient":
+                grad_feeds = {key: value for key, value in feeds.items() if key != "input_ids"}
+                scores, grads = session.run(None, {**grad_feeds, "inputs_embeds": embeds})
+                worst("gradient_scores", scores, reference)
+                worst("gradients", grads, grad_reference, max(float(np.abs(grad_reference).max()), 1e-12))
+            else:
+                extra_feeds, expected = extra_cases[name]
+                worst("auxiliary", session.run(None, extra_feeds)[0], expected)
+        del session
     return errors
 
 
