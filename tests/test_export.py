@@ -12,7 +12,8 @@ import attribfast
 import numpy as np
 import onnxruntime
 import pytest
-from attribfast import Bundle, Session, export
+from attribfast import Bundle, Session
+from attribfast import export_model as export
 from attribfast.errors import (
     BundleIntegrityError,
     BundleVersionError,
@@ -30,6 +31,8 @@ def test_export_validates_within_tolerance_and_writes_the_manifest(bundles, name
     assert errors["forward_scores"] <= manifest["tolerance"]["scores"]
     assert errors["gradients"] <= manifest["tolerance"]["gradients"]
     assert manifest["schema_version"] == 1
+    if name != "bert":  # causal LMs: the score module also agrees with the model's own forward
+        assert errors["model_forward"] <= manifest["tolerance"]["scores"]
     assert manifest["vocab_size"] > 100 and manifest["hidden_size"] == 32
     assert set(manifest["versions"]) >= {"attribfast", "torch", "transformers", "onnx"}
     for file, digest in manifest["files"].items():
@@ -124,9 +127,17 @@ def test_unknown_task_is_rejected(hf_dirs, tmp_path):
         export(hf_dirs["gpt2"], task="translation", out_dir=tmp_path / "x")
 
 
-def test_unsupported_architecture_is_rejected(hf_dirs, tmp_path):
-    with pytest.raises(UnsupportedArchitectureError, match="'gpt2' is not supported for sequence-classification"):
-        export(hf_dirs["gpt2"], task="sequence-classification", out_dir=tmp_path / "x")
+def test_a_model_without_the_task_head_is_rejected_by_name(tmp_path):
+    # No allowlist: what lacks the task's head class (DistilBERT has no causal-LM head) is refused,
+    # naming the model type and the task.
+    from transformers import DistilBertConfig, T5Config
+
+    DistilBertConfig(dim=32, hidden_dim=64, n_layers=1, n_heads=2).save_pretrained(tmp_path / "distilbert")
+    with pytest.raises(UnsupportedArchitectureError, match="'distilbert' cannot be loaded for causal-lm"):
+        export(tmp_path / "distilbert", task="causal-lm", out_dir=tmp_path / "x")
+    T5Config(d_model=32, num_layers=1, num_heads=2).save_pretrained(tmp_path / "t5")
+    with pytest.raises(UnsupportedArchitectureError, match="encoder-decoder"):
+        export(tmp_path / "t5", task="causal-lm", out_dir=tmp_path / "y")
 
 
 def test_model_directory_without_tokenizer_is_rejected(hf_dirs, tmp_path):

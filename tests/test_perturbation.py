@@ -79,7 +79,7 @@ def test_feature_ablation_with_word_groups_equals_captum(bert, torch_models):
     text = "quickly tokenizing brownish foxes"
     result = bert.attribute(text, targets=[0, 2], method=attribfast.FeatureAblation(groups="word", baseline="mask"))
     encoded = bert._encode(text, None)
-    groups = bert._groups("word", encoded)
+    groups = bert._engine.groups("word", encoded)
     assert len(set(groups)) < len(groups), "the text should contain multi-token words"
     ids = prompt_ids(bert, text)
     for column, target in enumerate([0, 2]):

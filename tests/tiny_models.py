@@ -83,10 +83,10 @@ def make_llama(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_bert(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
-    import torch
+def bert_tokenizer():
+    """A BERT style WordPiece tokenizer ([CLS] text [SEP]) trained on CORPUS, as a fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -98,7 +98,7 @@ def make_bert(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token="[PAD]",
         unk_token="[UNK]",
@@ -106,6 +106,33 @@ def make_bert(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def bart_tokenizer():
+    """A BART style byte-level BPE tokenizer (<s> text </s>) trained on CORPUS, as a fast tokenizer."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = _byte_level_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+def make_bert(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    fast = bert_tokenizer()
     torch.manual_seed(seed)
     labels = ["negative", "neutral", "positive"][:num_labels]
     config = BertConfig(

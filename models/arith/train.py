@@ -230,7 +230,7 @@ def train(out: Path, steps: int, minutes: float, batch_size: int, seed: int, exp
     if export_bundle:
         import attribfast
 
-        attribfast.export(hf_dir, task="causal-lm", out_dir=out / "bundle", overwrite=True, progress=print)
+        attribfast.export_model(hf_dir, task="causal-lm", out_dir=out / "bundle", overwrite=True, progress=print)
     return report
 
 

@@ -1,10 +1,10 @@
 """attribfast: token attribution for transformer models, native on ONNX Runtime."""
 
-from . import errors
+from . import errors, export
 from ._runtime import RuntimeInfo, runtime_info
 from .attribution import Attribution
 from .bundle import Bundle
-from .export import ExportTolerance, export
+from .export import ExportTolerance, export_model
 from .methods import (
     METHODS,
     FeatureAblation,
@@ -20,6 +20,14 @@ from .model import AttributionModel, load
 from .session import Session
 
 __version__ = "0.1.0"
+
+# Docstrings of the public names that are data rather than classes or functions (a dict cannot
+# carry one). scripts/gen_api_docs.py puts them in docs/api.md.
+_DATA_DOCS = {
+    "METHODS": "The registry of attribution methods: name -> config class. Its keys are the names "
+    "that AttributionModel.attribute(method=...) and `attribfast explain --method` accept; each "
+    "class, called with keyword arguments, gives a configured method.",
+}
 
 __all__ = [
     "METHODS",
@@ -39,6 +47,7 @@ __all__ = [
     "ShapleySampling",
     "errors",
     "export",
+    "export_model",
     "load",
     "runtime_info",
 ]

@@ -61,6 +61,10 @@ def ensure_runtime() -> tuple[str, str, int]:
 
 @dataclass(frozen=True)
 class RuntimeInfo:
+    """What attribfast runs on: the ONNX Runtime version, the library file and C API version the
+    core loaded, the execution providers ONNX Runtime lists, the ones that really work (CUDA is
+    probed by creating a session), and why each of the others does not."""
+
     ort_version: str
     library_path: str
     api_version: int

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import os
@@ -84,6 +83,7 @@ class Attribution:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(n_tokens, n_targets)."""
         return self.matrix.shape
 
     def __repr__(self) -> str:
@@ -151,6 +151,7 @@ class Attribution:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Attribution:
+        """Reads a result written by save(), exactly as it was saved."""
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data:
                 raise InvalidInputError(f"{path} is not a saved Attribution")
@@ -229,41 +230,54 @@ class Attribution:
 
     # Display ---------------------------------------------------------------------------------
 
-    def plot(self, ax=None, annotate: bool = True, cmap: str = "RdYlGn", vmax: float | None = None):
+    def plot(
+        self,
+        ax=None,
+        annotate: bool = True,
+        cmap: str = "RdYlGn",
+        vmax: float | str | None = None,
+        scale: str = "global",
+        title: str | None = None,
+    ):
         """Heatmap: rows = tokens, columns = targets, 4-decimal annotations, colours centred at 0.
 
-        Draws on ax if given; returns (Figure, Axes). vmax sets the symmetric colour limit.
+        Draws on ax if given (labels and colour bar stay inside it); returns (Figure, Axes).
+        vmax: the symmetric colour limit: None (largest |value|), a number, or a percentile of
+        |values| such as "p99", which keeps a few outliers from turning every other cell pale.
+        scale: "global" (one colour range) or "column" (each target against its own limit).
+        Long inputs thin their tick labels; annotations drop out when cells are too small.
         """
         from .plot import heatmap
 
-        return heatmap(self.matrix, self.tokens, self.targets, ax=ax, annotate=annotate, cmap=cmap, vmax=vmax)
+        return heatmap(
+            self.matrix,
+            self.tokens,
+            self.targets,
+            ax=ax,
+            annotate=annotate,
+            cmap=cmap,
+            vmax=vmax,
+            scale=scale,
+            title=title,
+        )
+
+    def to_html(self, vmax: float | str | None = None, scale: str = "global") -> str:
+        """HTML fragment: per target, the input text with each token on its colour (green raises the
+        target's score, red lowers it) and its value printed beneath, plus a colour legend. The text
+        keeps its own whitespace, so it wraps. vmax and scale as in plot()."""
+        from .htmlview import render
+
+        return render(self, vmax=vmax, scale=scale)
+
+    def save_html(self, path: str | os.PathLike, vmax: float | str | None = None, scale: str = "global") -> None:
+        """Writes the HTML view as a standalone page (UTF-8)."""
+        from .htmlview import document
+
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(document(self, vmax=vmax, scale=scale))
 
     def _repr_html_(self) -> str:
-        """Tokens coloured per target (green positive, red negative), like Captum's visualize_text."""
-        from .plot import symmetric_limit
-
-        rows = []
-        for column, target in enumerate(self.targets):
-            values = self.matrix[:, column]
-            limit = symmetric_limit(values)
-            spans = []
-            for token, value in zip(self.tokens, values, strict=True):
-                strength = min(abs(float(value)) / limit, 1.0)
-                rgb = "0,160,60" if value >= 0 else "210,40,40"
-                spans.append(
-                    f'<span title="{value:.4f}" style="background-color: rgba({rgb},{0.1 + 0.8 * strength:.2f}); '
-                    f'padding: 1px 2px; margin: 1px; border-radius: 3px">{html.escape(token)}</span>'
-                )
-            score = "" if self.target_scores is None else f" (score {self.target_scores[column]:.4f})"
-            rows.append(
-                f"<tr><td style='text-align:left'><b>{html.escape(target)}</b>{html.escape(score)}</td>"
-                f"<td style='text-align:left'>{''.join(spans)}</td></tr>"
-            )
-        return (
-            f"<div><p>{html.escape(self.method)} attribution, {len(self.tokens)} tokens x "
-            f"{len(self.targets)} targets</p><table><tr><th>target</th><th>tokens</th></tr>"
-            f"{''.join(rows)}</table></div>"
-        )
+        return self.to_html()
 
 
 def _plain(value):

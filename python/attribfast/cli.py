@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -30,10 +31,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .export import export_model
 
     started = time.perf_counter()
-    out = export(
+    out = export_model(
         args.model_dir,
         task=args.task,
         out_dir=args.output,
@@ -97,6 +98,7 @@ def _explain(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         truncate=args.truncate,
+        per_token=args.per_token,
     )
     if args.words:
         result = result.aggregate("word")
@@ -132,46 +134,83 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_help() -> tuple[str, str]:
+    """The --method help and an epilog listing each method's parameters, both from the registry."""
+    from dataclasses import MISSING, fields
+
+    from .methods import METHODS
+
+    lines = ["methods and their --param keys (defaults):"]
+    for name, cls in METHODS.items():
+        params = ", ".join(
+            f"{f.name}={f.default!r}" if f.default is not MISSING else f.name for f in fields(cls) if f.init
+        )
+        lines += textwrap.wrap(params or "(none)", 96, initial_indent=f"  {name}: ", subsequent_indent=" " * 6)
+    return f"attribution method, one of: {', '.join(METHODS)} (default: %(default)s)", "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="attribfast", description="Token attribution on ONNX Runtime.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"attribfast {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = commands.add_parser("info", help="print the runtime and its providers, and run a tiny model")
     info.set_defaults(run=_info)
 
     export = commands.add_parser("export", help="export a Hugging Face model directory to a bundle")
-    export.add_argument("model_dir")
+    export.add_argument("model_dir", help="local Hugging Face model directory (config, weights, tokenizer)")
     export.add_argument("--task", required=True, help="causal-lm, sequence-classification or sentence-similarity")
     export.add_argument("-o", "--output", required=True, help="bundle directory to create")
-    export.add_argument("--score", help="score kind (causal-lm: logprob, prob, logit)")
-    export.add_argument("--max-length", type=int)
-    export.add_argument("--opset", type=int, default=18)
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument(
+        "--score", help="score kind (causal-lm: logprob, prob, logit; classifiers: logit, logprob, prob; cosine)"
+    )
+    export.add_argument(
+        "--max-length", type=int, help="longest input the bundle accepts (default: the model's position limit)"
+    )
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset of the graphs (default: %(default)s)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     export.add_argument(
         "--optimize", action="store_true", help="try ORT's offline optimisation, kept if exact and faster"
     )
     export.set_defaults(run=_export)
 
-    explain = commands.add_parser("explain", help="attribute a text's targets and draw the heatmap")
-    explain.add_argument("bundle")
-    explain.add_argument("--text", required=True)
-    explain.add_argument("--target", action="append", help="a target (repeat for several)")
+    method_help, method_epilog = _method_help()
+    explain = commands.add_parser(
+        "explain",
+        help="attribute a text's targets and draw the heatmap",
+        epilog=method_epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("bundle", help="bundle directory written by `attribfast export`")
+    explain.add_argument("--text", required=True, help="the input text whose tokens are attributed")
+    explain.add_argument(
+        "--target", action="append", help="a target: continuation, class or reference text (repeat for several)"
+    )
     explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
-    explain.add_argument("--method", default="occlusion")
-    explain.add_argument("--param", action="append", default=[], help="method parameter key=value (repeatable)")
+    explain.add_argument("--per-token", action="store_true", help="one column per continuation token (causal LMs)")
+    explain.add_argument("--method", default="occlusion", metavar="NAME", help=method_help)
+    explain.add_argument(
+        "--param", action="append", default=[], help="method parameter key=value (repeatable; keys below)"
+    )
     explain.add_argument("--out", help="heatmap PNG to write")
     explain.add_argument("--json", help="result JSON to write")
-    explain.add_argument("--normalize", choices=("maxabs", "l1"))
+    explain.add_argument(
+        "--normalize", choices=("maxabs", "l1"), help="scale each column by its max |value| or its sum of |values|"
+    )
     explain.add_argument("--words", action="store_true", help="sum subword tokens into words")
-    explain.add_argument("--batch-size", type=int)
-    explain.add_argument("--threads", type=int)
-    explain.add_argument("--truncate", choices=("left", "right"))
-    explain.add_argument("--dpi", type=int, default=150)
+    explain.add_argument("--batch-size", type=int, help="rows per model run (default: from the memory budget)")
+    explain.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ORT decides)")
+    explain.add_argument(
+        "--truncate", choices=("left", "right"), help="drop the first or last tokens of a too-long input"
+    )
+    explain.add_argument("--dpi", type=int, default=150, help="resolution of the heatmap PNG (default: %(default)s)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     explain.set_defaults(run=_explain)
 
     demo = commands.add_parser("demo", help="attribute the seed's arithmetic prompt with the shipped model")
-    demo.add_argument("--out", default="heatmap.png")
+    demo.add_argument("--out", default="heatmap.png", help="heatmap PNG to write (default: %(default)s)")
     demo.add_argument("--bundle", help="another bundle to use instead of the shipped arithmetic model")
     demo.set_defaults(run=_demo)
     return parser

@@ -50,6 +50,15 @@ class ExportError(AttribfastError):
     """Exporting a model to a bundle failed (including validation above tolerance)."""
 
 
+class ExportValidationError(ExportError):
+    """An exported graph disagrees with torch beyond the tolerance; `errors` holds the measured
+    differences by name (forward_scores, gradient_scores, gradients, auxiliary, model_forward)."""
+
+    def __init__(self, message: str, errors: dict | None = None):
+        super().__init__(message)
+        self.errors = dict(errors or {})
+
+
 class UnknownTaskError(ExportError, InvalidInputError):
     """The task is not one attribfast knows."""
 

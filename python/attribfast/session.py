@@ -80,6 +80,7 @@ class Session:
 
     @property
     def device_id(self) -> int:
+        """The device the session runs on (0 on CPU)."""
         return self._session.device_id
 
     @property
@@ -98,6 +99,7 @@ class Session:
 
     @property
     def outputs(self) -> list[dict]:
+        """Each output's name, numpy dtype and shape (ints, symbolic names, or None)."""
         return self._session.outputs
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:

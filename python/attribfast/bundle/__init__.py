@@ -11,18 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BundleError, BundleIntegrityError, BundleVersionError
+from ..errors import BundleError, BundleIntegrityError, BundleVersionError
 
 MANIFEST = "attribfast.json"
 SCHEMA_VERSION = 1
+# The tasks a bundle may hold (each is a module in attribfast.tasks, which owns its graph contract).
 TASKS = ("causal-lm", "sequence-classification", "sentence-similarity")
-
-# Graph contract: the target inputs of each task, after input_ids / inputs_embeds and attention_mask.
-TARGET_INPUTS = {
-    "causal-lm": ("score_positions", "score_ids", "score_weights"),
-    "sequence-classification": ("target_classes",),
-    "sentence-similarity": ("reference_embeddings",),
-}
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -62,7 +56,7 @@ class Bundle:
             raise BundleError(f"{manifest_path} is not valid JSON: {e}") from None
         version = manifest.get("schema_version")
         if not isinstance(version, int):
-            raise BundleError(f"{manifest_path} has no schema_version")
+            raise BundleError(f"{manifest_path} has no schema_version (this attribfast reads schema {SCHEMA_VERSION})")
         if version > SCHEMA_VERSION:
             raise BundleVersionError(
                 f"bundle schema version {version} is newer than this attribfast reads ({SCHEMA_VERSION}); "

@@ -1,0 +1,123 @@
+"""Where export time goes: each run exports a model in a fresh Python process and records the time
+of every step the exporter reports (its progress lines), the whole wall time (imports included) and
+the peak RSS. Medians over the runs.
+
+    python benchmarks/bench_export.py --model gpt2 --repeats 3
+    python benchmarks/bench_export.py --model gpt2-small --repeats 1   # 124M, random init
+    python benchmarks/bench_export.py --model qwen2-0.5b --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+CHILD = r"""
+import json, resource, sys, time
+started = time.perf_counter()
+import attribfast
+steps = []
+last = [time.perf_counter()]
+def progress(line):
+    now = time.perf_counter()
+    if steps:
+        steps[-1]["seconds"] = now - last[0]
+    steps.append({"step": line, "seconds": 0.0})
+    last[0] = now
+export = getattr(attribfast, "export_model", None) or attribfast.export  # the name before 0.2
+export(sys.argv[1], task=sys.argv[2], out_dir=sys.argv[3], progress=progress)
+total = time.perf_counter() - started
+print(json.dumps({"total": total, "steps": steps[:-1],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_model(name: str, folder: Path) -> tuple[Path, str, int]:
+    """(model directory, task, parameter count) of a random-init model of the named shape."""
+    import torch
+    from tiny_models import gpt2_tokenizer
+
+    fast = gpt2_tokenizer()
+    torch.manual_seed(0)
+    if name == "gpt2":
+        from tiny_models import make_gpt2
+
+        make_gpt2(folder)
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    elif name == "gpt2-small":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
+        model = GPT2LMHeadModel(config)
+    elif name == "qwen2-0.5b":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        config = Qwen2Config(
+            vocab_size=151936,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
+        )
+        model = Qwen2ForCausalLM(config)
+    else:
+        raise SystemExit(f"unknown model {name}")
+    if name != "gpt2":
+        # The tokenizer's ids are a subset of the model's vocabulary: enough to export and validate.
+        model.eval().save_pretrained(folder)
+        fast.save_pretrained(folder)
+    return folder, "causal-lm", sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gpt2", choices=("gpt2", "gpt2-small", "qwen2-0.5b"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the runs here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, task, n_parameters = make_model(args.model, Path(tmp) / "model")
+        runs = []
+        for k in range(args.repeats):
+            out = Path(tmp) / f"bundle{k}"
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", CHILD, str(model_dir), task, str(out)], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise SystemExit(result.stderr[-3000:])
+            run = json.loads(result.stdout.strip().splitlines()[-1])
+            run["process_seconds"] = time.perf_counter() - started
+            run["noise_lines"] = [line for line in result.stderr.splitlines() if line.strip()]
+            runs.append(run)
+            print(f"run {k + 1}: {run['process_seconds']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+    weights_mb = n_parameters * 4 / 2**20
+    print(f"\n{args.model}: {n_parameters / 1e6:.1f}M parameters ({weights_mb:.0f} MB fp32), {len(runs)} runs")
+    print(f"process wall time (imports included): median {statistics.median(r['process_seconds'] for r in runs):.1f} s")
+    peak = statistics.median(r["peak_rss_mb"] for r in runs)
+    print(f"peak RSS: median {peak:.0f} MB = {peak / weights_mb:.1f}x the fp32 weights")
+    print("| step | median (s) |\n| --- | ---: |")
+    for i, step in enumerate(runs[0]["steps"]):
+        print(f"| {step['step']} | {statistics.median(r['steps'][i]['seconds'] for r in runs):.2f} |")
+    noise = runs[0]["noise_lines"]
+    print(f"stderr lines of one export: {len(noise)}" + (f" (first: {noise[0][:100]!r})" if noise else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""What a method config needs to run itself through the core: the sessions, the problems built from
+an encoded input and a TargetPlan, baseline tokens and embeddings, and feature groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from .attribution import word_groups
+from .errors import InvalidInputError, MethodNotAvailableError
+from .session import Session
+
+
+@dataclass
+class Spec:
+    """What the pipeline needs to know about a model, from a bundle manifest or from the user."""
+
+    task: str
+    graphs: dict
+    tokenizer: object | None
+    special_tokens: dict
+    special_ids: frozenset
+    labels: tuple | None
+    max_length: int | None
+    hidden_size: int
+    num_heads: int
+    vocab_size: int | None
+    causal: bool
+    score: str
+    bundle_hash: str = ""
+    ids_input: str = "input_ids"
+    mask_input: str = "attention_mask"
+    score_output: str = "scores"
+    embeddings_loader: Callable[[], np.ndarray] | None = None
+    target_inputs: tuple = ()
+    # Further integer inputs of an own ONNX model, fed with zeros (token_type_ids) or the tokenizer's values.
+    zero_inputs: tuple = ()
+    manifest: dict = field(default_factory=dict)
+
+
+@dataclass
+class Encoded:
+    ids: np.ndarray
+    tokens: tuple
+    offsets: np.ndarray
+    special: np.ndarray
+    text: str
+
+
+class Engine:
+    """Sessions (opened on first use) and the problem builders over one model's Spec."""
+
+    def __init__(self, spec: Spec, provider: str, threads: int | None, device_id: int = 0):
+        self._spec = spec
+        self._provider = provider
+        self._device_id = device_id
+        self._threads = threads
+        self._sessions: dict[str, Session] = {}
+        self._embeddings: np.ndarray | None = None
+
+    def session(self, graph: str) -> Session:
+        if graph not in self._spec.graphs:
+            raise MethodNotAvailableError(f"this model has no {graph} graph")
+        if graph not in self._sessions:
+            # Only the graphs the sweeps run back to back may spin; an idle spinning pool would
+            # take cores from them.
+            self._sessions[graph] = Session(
+                self._spec.graphs[graph],
+                provider=self._provider,
+                device_id=self._device_id,
+                threads=self._threads,
+                spinning=graph in ("forward", "gradient"),
+            )
+        return self._sessions[graph]
+
+    def score_problem(self, encoded: Encoded, plan):
+        """(ScoreProblem, core session) of the forward graph for a perturbation method."""
+        spec = self._spec
+        problem = _core.ScoreProblem()
+        problem.ids_input = spec.ids_input
+        problem.mask_input = spec.mask_input
+        problem.score_output = spec.score_output
+        problem.pad_id = self.pad_id()
+        problem.ids = encoded.ids.tolist()
+        problem.suffixes = plan.suffixes
+        extras = dict(plan.extras)
+        for name in spec.zero_inputs:
+            # Constant per row: the core repeats an extra's single row over the batch.
+            extras.setdefault(name, np.zeros((1, encoded.ids.size), np.int64))
+        problem.extras = [_core.ExtraInput(name, value) for name, value in extras.items()]
+        problem.column_targets = plan.column_targets
+        problem.horizons = plan.horizons
+        problem.n_targets = len(plan.labels)
+        return problem, self.session("forward")._session
+
+    def gradient_problem(self, encoded: Encoded, plan):
+        problem = _core.GradientProblem()
+        problem.ids = encoded.ids.tolist()
+        problem.suffixes = plan.gradient_suffixes
+        problem.extras = [_core.ExtraInput(name, value) for name, value in plan.gradient_extras.items()]
+        return problem, self.session("gradient")._session
+
+    def pad_id(self) -> int:
+        special = self._spec.special_tokens
+        return next((int(special[n]) for n in ("pad", "eos", "unk") if special.get(n) is not None), 0)
+
+    def baseline_id(self, baseline) -> int:
+        special = self._spec.special_tokens
+        if baseline is None:
+            for name in ("pad", "unk", "eos"):
+                if special.get(name) is not None:
+                    return int(special[name])
+            raise InvalidInputError("the model has no pad, unk or eos token: give a baseline token id")
+        if isinstance(baseline, str):
+            if special.get(baseline) is None:
+                present = [name for name, value in special.items() if value is not None]
+                raise InvalidInputError(
+                    f"the model has no {baseline} token (possible: {', '.join(present)}, or a token id)"
+                )
+            return int(special[baseline])
+        if self._spec.vocab_size is not None and not 0 <= baseline < self._spec.vocab_size:
+            raise InvalidInputError(f"baseline token id {baseline} is outside the vocabulary")
+        return int(baseline)
+
+    def groups(self, groups, encoded: Encoded) -> list[int]:
+        n = encoded.ids.size
+        if groups == "token":
+            return list(range(n))
+        if groups == "word":
+            if not encoded.text:
+                raise InvalidInputError("word groups need text input (offsets)")
+            return word_groups(encoded.text, encoded.offsets, encoded.special)
+        groups = [int(g) for g in groups]
+        if len(groups) != n:
+            raise InvalidInputError(f"groups has {len(groups)} entries for {n} tokens")
+        return groups
+
+    def embedding_matrix(self) -> np.ndarray:
+        if self._embeddings is None:
+            self._embeddings = np.ascontiguousarray(self._spec.embeddings_loader(), dtype=np.float32)
+        return self._embeddings
+
+    def embedding_baseline(self, baseline, encoded: Encoded, embeddings: np.ndarray) -> np.ndarray:
+        n, hidden = encoded.ids.size, embeddings.shape[1]
+        if isinstance(baseline, np.ndarray):
+            if baseline.shape != (n, hidden):
+                raise InvalidInputError(f"the baseline must have shape ({n}, {hidden}), got {baseline.shape}")
+            return baseline.astype(np.float32)
+        if baseline == "zero":
+            return np.zeros((n, hidden), np.float32)
+        token = self.baseline_id(baseline)
+        return np.repeat(embeddings[token][None], n, axis=0)

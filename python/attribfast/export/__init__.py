@@ -1,0 +1,221 @@
+"""Exporting Hugging Face models to attribution bundles (needs torch and transformers).
+
+Route: the task gives the module that computes its target scores from input embeddings (and its
+extra graphs, e.g. next-token logits); one joint function (scores, their gradient with respect to
+the input embeddings via torch.autograd.grad, the extra outputs) is traced with
+make_fx(tracing_mode="symbolic"), exported once with dynamic batch, sequence and target axes, and
+every bundle graph is carved out of it (trace.py). Symbolic tracing can silently specialise a
+shape, so every export is validated against torch on several shapes (validate.py): that, not a
+list of architectures, is the gate.
+
+The function is `attribfast.export_model` (also `attribfast.export.export_model`); this module is
+callable, so code written for 0.1 (`attribfast.export(model, task=..., out_dir=...)`) still works.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+import types
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import MANIFEST, SCHEMA_VERSION, sha256_of
+from ..errors import ExportError, OutputExistsError
+from ..tasks import TASKS, get_task
+from .load import load_model, torch_or_error
+from .validation import ExportTolerance, check_errors, example_inputs, try_optimize, validate
+
+DEFAULT_OPSET = 18
+# Above this many parameter bytes the weights go to one external data file that all graphs share
+# (protobuf caps a file at 2 GiB, and three inline copies of large weights waste disk and memory).
+EXTERNAL_DATA_THRESHOLD = 1 << 28
+SCORE_KINDS = {name: task.score_kinds for name, task in TASKS.items()}
+
+
+def export_model(
+    model,
+    *,
+    task: str,
+    out_dir: str | os.PathLike,
+    tokenizer=None,
+    score: str | None = None,
+    max_length: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    tolerance: ExportTolerance | None = None,
+    external_data: bool | None = None,
+    optimize: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Exports a Hugging Face model (or its local directory) to an attribution bundle.
+
+    Args:
+        model: a model directory, or a transformers PreTrainedModel.
+        task: "causal-lm", "sequence-classification" or "sentence-similarity".
+        out_dir: the bundle directory to create.
+        tokenizer: a directory or fast tokenizer; defaults to the model directory.
+        score: what a target's score is: "logprob" (default), "prob" or "logit" for causal LMs;
+            "logit" (default), "logprob" or "prob" for classifiers; "cosine" for similarity.
+        max_length: longest input the bundle accepts; defaults to the model's position limit.
+        opset: ONNX opset of the graphs.
+        overwrite: replace an existing out_dir.
+        tolerance: validation limits (see ExportTolerance).
+        external_data: store weights in one external file shared by the graphs; None decides by size.
+        optimize: also try ONNX Runtime's offline graph optimisation and keep it only where the
+            outputs stay within tolerance and it is faster.
+        progress: called with a line of text at each step.
+
+    Returns the bundle path. Raises UnsupportedArchitectureError naming a missing capability, or
+    ExportValidationError naming the graph that disagrees with torch and by how much.
+    """
+    task_name = task
+    task = get_task(task_name)
+    if task.name not in TASKS:
+        raise ExportError(f"task {task.name!r} is for own ONNX models; it has no export")
+    score = score or task.score_kinds[0]
+    if score not in task.score_kinds:
+        raise ExportError(f"score {score!r} does not apply to {task.name} (possible: {', '.join(task.score_kinds)})")
+    tolerance = tolerance or ExportTolerance()
+    say = progress or (lambda line: None)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise OutputExistsError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    started = time.perf_counter()
+    torch = torch_or_error()
+    import onnx
+    import transformers
+
+    from .trace import carve, trace_joint
+
+    say("loading the model")
+    model, tokenizer = load_model(model, task, tokenizer)
+    config = model.config
+    position_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    max_length = int(max_length or position_limit or 512)
+    if position_limit and max_length > position_limit:
+        raise ExportError(f"max_length {max_length} exceeds the model's {position_limit} positions")
+    if task.causal and min(11, max_length) <= 5:
+        raise ExportError("max_length must be at least 6 to trace the graphs")
+    score_module = task.score_module(model, score)
+    extras = task.extra_graphs(model, score_module)
+    embedding = model.get_input_embeddings()
+    n_parameters = sum(p.numel() for p in model.parameters())
+    external = external_data if external_data is not None else n_parameters * 4 > EXTERNAL_DATA_THRESHOLD
+
+    out.mkdir(parents=True, exist_ok=True)
+    # Distinct sizes above 1 keep symbolic tracing from merging or specialising dimensions.
+    ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if task.causal else 1, 0, True)
+    extra_args = [extra.example(ids, mask) if extra.example is not None else () for extra in extras]
+    say("tracing and converting the graphs")
+    example = (ids, mask, targets, extra_args)
+    traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
+    say("writing " + ", ".join(["forward.onnx", "gradient.onnx", *(f"{e.name}.onnx" for e in extras)]))
+    graphs = {
+        "forward": (["input_ids", "attention_mask", *task.target_inputs], ["scores"]),
+        "gradient": (["inputs_embeds", "attention_mask", *task.target_inputs], ["scores", "embeds_grad"]),
+    }
+    for extra in extras:
+        graphs[extra.name] = (["input_ids", "attention_mask", *extra.inputs], [extra.output])
+    for name, (inputs, outputs) in graphs.items():
+        carve(traced, out / f"{name}.onnx", inputs, outputs, from_ids=inputs[0] == "input_ids")
+    del traced
+
+    say("writing the tokenizer and the embedding matrix")
+    # Padding and truncation are attribfast's job (batching, explicit length errors), not the tokenizer's.
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(out / "tokenizer.json"))
+    # The embedding module's output per token id (models such as Gemma scale inside the module).
+    with torch.no_grad():
+        vocab = torch.arange(embedding.weight.shape[0])
+        table = torch.cat([embedding(vocab[i : i + 8192]) for i in range(0, vocab.numel(), 8192)])
+    np.save(out / "embeddings.npy", table.numpy().astype(np.float32))
+
+    say("validating against torch")
+    errors = validate(task, model, score_module, extras, out, max_length)
+    check_errors(errors, tolerance, extras)
+
+    optimization = None
+    if optimize:
+        say("trying ONNX Runtime's offline optimisation")
+        optimization = try_optimize(task, model, score_module, extras, out, max_length, tolerance)
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "score": score,
+        "architecture": (config.architectures or [type(model).__name__])[0],
+        "model_type": config.model_type,
+        "hidden_size": int(table.shape[1]),
+        "vocab_size": int(table.shape[0]),
+        "num_heads": int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 0) or 1),
+        "num_layers": int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0) or 1),
+        "special_tokens": _special_tokens(tokenizer),
+        "special_ids": sorted({int(i) for i in tokenizer.all_special_ids}),
+        "max_length": max_length,
+        "causal": task.causal,
+        "labels": None,
+        "opset": opset,
+        "graphs": {
+            name: {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs}
+            for name, (inputs, outputs) in graphs.items()
+        },
+        "tokenizer": "tokenizer.json",
+        "embeddings": "embeddings.npy",
+        "export_errors": errors,
+        "tolerance": asdict(tolerance),
+        "optimization": optimization,
+        "versions": {
+            "attribfast": _version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnx": onnx.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    manifest.update(task.manifest_fields(model, tokenizer))
+    manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+    manifest["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    manifest["files"] = {f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    say(f"done in {manifest['export_seconds']} s, peak memory {manifest['peak_memory_mb']} MB")
+    return out
+
+
+def _special_tokens(tokenizer) -> dict:
+    def token_id(name):
+        value = getattr(tokenizer, f"{name}_token_id", None)
+        return int(value) if value is not None else None
+
+    return {name: token_id(name) for name in ("pad", "mask", "unk", "bos", "eos", "cls", "sep")}
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class _CallableModule(types.ModuleType):
+    """`attribfast.export(...)` keeps working: calling the module calls export_model."""
+
+    def __call__(self, *args, **kwargs) -> Path:
+        return export_model(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["DEFAULT_OPSET", "SCORE_KINDS", "ExportTolerance", "export_model"]

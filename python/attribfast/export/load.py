@@ -1,0 +1,143 @@
+"""Loading a Hugging Face model and its tokenizer for export, quietly, and checking what the task needs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import ExportError, MissingTokenizerError, UnsupportedArchitectureError
+from ..tasks import Task
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
+def torch_or_error():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ExportError("export needs torch and transformers: pip install 'attribfast[export]'") from e
+    return torch
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silences what torch and transformers print that a user cannot act on: the ONNX registry's
+    "torchvision is not installed" lines, tracer warnings, the weight-loading progress bar."""
+    import transformers
+
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    verbosity = transformers.utils.logging.get_verbosity()
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        transformers.utils.logging.set_verbosity(verbosity)
+
+
+def load_model(model_or_dir, task: Task, tokenizer):
+    """(model in fp32 eval mode with eager attention, fast tokenizer)."""
+    torch = torch_or_error()
+    import transformers
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if isinstance(model_or_dir, str | os.PathLike):
+        model_dir = Path(model_or_dir)
+        if not (model_dir / "config.json").is_file():
+            raise ExportError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+        tokenizer = tokenizer if tokenizer is not None else model_dir
+        config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        check_config(config, task)
+        auto = getattr(transformers, task.auto_class)
+        options = {"attn_implementation": "eager", "dtype": torch.float32}
+        if _is_moe(config):
+            # The grouped-mm experts kernel asks for bf16 under tracing; batched matmuls trace in fp32.
+            options["experts_implementation"] = "batched_mm"
+        with quiet():
+            try:
+                model = auto.from_pretrained(model_dir, local_files_only=True, **options)
+            except ValueError as e:
+                raise UnsupportedArchitectureError(
+                    f"{config.model_type!r} cannot be loaded for {task.name} ({transformers.__name__} says: {e})"
+                ) from None
+    elif isinstance(model_or_dir, torch.nn.Module):
+        model = model_or_dir
+        if not hasattr(model, "config"):
+            raise UnsupportedArchitectureError(
+                "export takes a Hugging Face model (a PreTrainedModel with a config) or its directory"
+            )
+        check_config(model.config, task)
+        _set_implementations(model)
+        if tokenizer is None:
+            raise MissingTokenizerError("exporting a module needs tokenizer= (a directory or a fast tokenizer)")
+    else:
+        raise ExportError(f"cannot export {type(model_or_dir).__name__}: give a model directory or a module")
+    if isinstance(tokenizer, str | os.PathLike):
+        tokenizer = load_tokenizer(Path(tokenizer))
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        raise MissingTokenizerError("the tokenizer must be a fast (tokenizers-backed) tokenizer")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    model = model.eval().float()
+    if model.get_input_embeddings() is None:
+        raise UnsupportedArchitectureError(f"{type(model).__name__} has no input embeddings to attribute to")
+    task.check_model(model)
+    return model, tokenizer
+
+
+def load_tokenizer(folder: Path):
+    import transformers
+
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise MissingTokenizerError(f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    try:
+        with quiet():
+            return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as e:
+        raise MissingTokenizerError(f"cannot load the tokenizer in {folder}: {e}") from e
+
+
+def check_config(config, task: Task) -> None:
+    """Refuses early what cannot work, naming the missing capability; everything else is tried and
+    then judged by the validation against torch."""
+    encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+    if task.name == "causal-lm" and encoder_decoder:
+        raise UnsupportedArchitectureError(
+            f"{config.model_type!r} is an encoder-decoder model: export it with task='seq2seq', not causal-lm"
+        )
+    if task.name == "seq2seq" and not encoder_decoder:
+        raise UnsupportedArchitectureError(
+            f"{config.model_type!r} is not an encoder-decoder model; seq2seq needs one (t5, bart, marian, mbart, ...)"
+        )
+
+
+def _is_moe(config) -> bool:
+    return any(getattr(config, name, None) for name in ("num_local_experts", "num_experts", "n_routed_experts"))
+
+
+def _set_implementations(model) -> None:
+    with quiet():
+        model.set_attn_implementation("eager")
+        if _is_moe(model.config) and model._can_set_experts_implementation():
+            model.set_experts_implementation("batched_mm")

@@ -1,0 +1,296 @@
+"""Tracing once, converting once, carving every bundle graph out of the one ONNX graph.
+
+Export time is almost all symbolic tracing (measured with benchmarks/bench_export.py): make_fx,
+then torch.export of its graph, then the ONNX exporter's own decomposition pass re-tracing it
+again, for each of the three graphs a bundle had. Now one joint function is traced:
+
+    (inputs_embeds, attention_mask, *targets, *extra inputs, input_ids)
+        -> (scores, embeds_grad, *extra outputs, embedded_ids)
+
+with make_fx using the ONNX exporter's own decomposition table (so its decomposition pass has
+nothing left to do and is skipped), exported and converted once, and each graph is then a pruned
+copy of it: gradient keeps (scores, embeds_grad); forward and the task's extra graphs read
+`embedded_ids` (the model's own embedding of input_ids) where the joint graph read inputs_embeds.
+The weights are shared: inline in each graph for small models, one external data file for large
+ones. Every graph is still validated against torch afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ExportError
+from ..tasks import ExtraGraph, Task
+from ..tasks.base import sharing
+from .load import quiet
+
+WEIGHTS_FILE = "weights.data"
+
+
+@dataclass(frozen=True)
+class Traced:
+    """The joint graph as an ONNX ModelProto, with the names carve() needs."""
+
+    proto: object
+    target_names: tuple
+    extras: tuple
+
+
+def trace_joint(
+    task: Task,
+    model,
+    score_module,
+    extras: list[ExtraGraph],
+    example,
+    out: Path,
+    opset: int,
+    external: bool,
+    max_length: int,
+) -> Traced:
+    """Traces and converts the joint function. example: (ids, mask, targets, extra example inputs)."""
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    ids, mask, targets, extra_args = example
+    embedding = model.get_input_embeddings()
+    n_targets = len(targets)
+    counts = [len(args) for args in extra_args]
+
+    def joint(inputs_embeds, attention_mask, *rest):
+        with torch.enable_grad():
+            leaf = inputs_embeds.requires_grad_(True)
+            scores = score_module(leaf, attention_mask, *rest[:n_targets])
+            (grad,) = torch.autograd.grad(scores.sum(), leaf)
+        outputs = [scores, grad]
+        start = n_targets
+        for extra, count in zip(extras, counts, strict=True):
+            # The same leaf: the extra graphs reuse the hidden states traced for the scores (sharing()).
+            outputs.append(extra.module(leaf, attention_mask, *rest[start : start + count]))
+            start += count
+        outputs.append(embedding(rest[-1]))
+        return tuple(outputs)
+
+    embeds = embedding(ids).detach()
+    args = (embeds, mask, *targets, *[a for group in extra_args for a in group], ids)
+    input_names = ["inputs_embeds", "attention_mask", *task.target_inputs]
+    axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    axes.update({name: task.target_axes for name in task.target_inputs})
+    for extra in extras:
+        input_names += list(extra.inputs)
+        axes.update(extra.inputs)
+    input_names.append("input_ids")
+    axes["input_ids"] = {0: "batch", 1: "sequence"}
+    output_names = ["scores", "embeds_grad", *(extra.output for extra in extras), "embedded_ids"]
+
+    registry, table = _onnx_registry()
+    with quiet(), sharing():
+        traced = make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
+    program = _convert(traced, args, input_names, output_names, axes, registry, opset, max_length)
+    if external:
+        import onnx
+        import onnx_ir
+
+        joint_file = out / "joint.onnx"
+        onnx_ir.save(program.model, joint_file, external_data=WEIGHTS_FILE)
+        proto = onnx.load(str(joint_file), load_external_data=False)
+        joint_file.unlink()
+    else:
+        proto = program.model_proto
+    return Traced(proto, tuple(task.target_inputs), tuple(extras))
+
+
+def _onnx_registry():
+    """The ONNX exporter's registry and the decomposition table it would apply itself."""
+    from torch.onnx._internal.exporter import _decomp, _registration
+
+    with quiet():
+        registry = _registration.ONNXRegistry.from_torchlib()
+    table = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+    return registry, table
+
+
+def _convert(traced, args, input_names, output_names, axes, registry, opset, max_length):
+    """torch.export of the traced graph, then the ONNX translation without a second decomposition
+    (the graph already has only what the registry implements), then the ONNX optimiser."""
+    import torch
+    from torch.onnx._internal.exporter import _core, _fx_passes, _ir_passes
+
+    class Joint(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph_module = traced
+
+        def forward(self, *inputs):
+            return self.graph_module(*inputs)
+
+    dims: dict = {}
+    shapes = []
+    for name in input_names:
+        shape = {}
+        for axis, dim_name in axes.get(name, {}).items():
+            # The default minimum (2) leaves sizes 0 and 1 to the tracer's specialisation, as
+            # torch.export wants; sequences end at the model's position limit.
+            limit = {"max": max_length} if dim_name == "sequence" else {}
+            dims.setdefault(dim_name, torch.export.Dim(dim_name, **limit))
+            shape[axis] = dims[dim_name]
+        shapes.append(shape or None)
+    with quiet(), contextlib.redirect_stdout(io.StringIO()):
+
+        def translate(decompose: bool):
+            try:
+                exported = torch.export.export(
+                    Joint().eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False
+                )
+            except torch._dynamo.exc.UserError:
+                # A guard on a size (e.g. sequence - 1 != 1 where a decoder reads the input shifted)
+                # becomes a runtime assert, which the ONNX graph drops; validation then checks the
+                # graph on small sizes too.
+                exported = torch.export.export(
+                    Joint().eval(),
+                    tuple(args),
+                    dynamic_shapes=(tuple(shapes),),
+                    strict=False,
+                    prefer_deferred_runtime_asserts_over_guards=True,
+                )
+            with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+                if decompose:
+                    exported = _fx_passes.decompose_with_registry(exported, registry)
+                module = exported.graph_module
+                _fx_passes.insert_type_promotion_nodes(module)
+                exported._graph_module = _fx_passes.remove_assertion_nodes(module)
+            return _core._exported_program_to_onnx_program(exported, registry=registry)
+
+        try:
+            program = translate(decompose=False)
+        except Exception:
+            # Some graphs keep an op the registry lacks (an in-place copy_ of a mask): the
+            # exporter's own decomposition pass functionalises it, at the price of one more trace.
+            try:
+                program = translate(decompose=True)
+            except Exception as e:
+                raise ExportError(f"the traced graph could not be converted to ONNX: {str(e)[:2000]}") from e
+        if opset != program.model.opset_imports.get("", opset):
+            from torch.onnx._internal._lazy_import import onnxscript_apis
+
+            program.model = onnxscript_apis.convert_version(program.model, opset)
+        program.optimize()
+        _ir_passes.rename_inputs(program.model, list(input_names))
+        _ir_passes.rename_outputs(program.model, list(output_names))
+    return program
+
+
+def carve(traced: Traced, path: Path, inputs: list[str], outputs: list[str], from_ids: bool) -> None:
+    """Writes the part of the joint graph that computes `outputs` from `inputs`. from_ids: the
+    graph reads input_ids, embedded by the model's own embedding, instead of inputs_embeds."""
+    import onnx
+
+    graph = traced.proto.graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    available = list(inputs)
+    if from_ids:
+        dims["embedded_ids"] = dims["inputs_embeds"]
+        available.append("embedded_ids")
+    nodes = [_rewire(node, from_ids, dims, available) for node in graph.node]
+    producer = {name: k for k, node in enumerate(nodes) for name in node.output}
+    needed, stack, kept = set(outputs), list(outputs), set()
+    while stack:
+        k = producer.get(stack.pop())
+        if k is None or k in kept:
+            continue
+        kept.add(k)
+        for name in [*nodes[k].input, *_outer_names(nodes[k])]:
+            if name and name not in needed:
+                needed.add(name)
+                stack.append(name)
+    ordered = _topological([nodes[k] for k in sorted(kept)])
+    initializers = [t for t in graph.initializer if t.name in needed]
+    produced = {name for node in ordered for name in node.output}
+    missing = needed - produced - {t.name for t in initializers} - set(inputs)
+    if missing:
+        raise ExportError(f"{path.name} would need inputs it does not take: {sorted(missing)}")
+    by_name = {v.name: v for v in graph.input}
+    outputs_by_name = {v.name: v for v in graph.output}
+    carved = onnx.helper.make_graph(
+        ordered,
+        path.stem,
+        [by_name[name] for name in inputs],
+        [outputs_by_name[name] for name in outputs],
+        initializer=initializers,
+        value_info=[v for v in graph.value_info if v.name in needed],
+    )
+    model = onnx.helper.make_model(
+        carved,
+        opset_imports=traced.proto.opset_import,
+        ir_version=traced.proto.ir_version,
+        functions=traced.proto.functions,
+        producer_name="attribfast",
+    )
+    onnx.save(model, str(path))
+
+
+def _rewire(node, from_ids: bool, dims: dict, available: list[str]):
+    """The node as a carved graph needs it: reading embedded_ids for inputs_embeds, and taking a
+    dynamic size (Shape) from an input the carved graph has, with the same named dimensions."""
+    rename = {}
+    if from_ids and "inputs_embeds" in node.input:
+        rename["inputs_embeds"] = "embedded_ids"
+    if node.op_type == "Shape" and node.input[0] in dims and node.input[0] not in available:
+        source = dims[node.input[0]]
+        attributes = {a.name: a.i for a in node.attribute}
+        part = slice(attributes.get("start", 0), attributes.get("end", len(source)))
+        wanted = source[part]
+        if all(isinstance(d, str) and d for d in wanted):
+            for candidate in available:
+                if candidate in dims and dims[candidate][part] == wanted:
+                    rename[node.input[0]] = candidate
+                    break
+    if not rename:
+        return node
+    node = _copy(node)
+    for k, name in enumerate(node.input):
+        node.input[k] = rename.get(name, name)
+    return node
+
+
+def _topological(nodes: list) -> list:
+    """Nodes ordered so that each comes after the producers of its inputs (stable otherwise)."""
+    producer = {name: k for k, node in enumerate(nodes) for name in node.output}
+    done, order = set(), []
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:
+            k, expanded = stack.pop()
+            if k in done:
+                continue
+            if expanded:
+                done.add(k)
+                order.append(nodes[k])
+                continue
+            stack.append((k, True))
+            for name in reversed([*nodes[k].input, *_outer_names(nodes[k])]):
+                j = producer.get(name)
+                if j is not None and j not in done:
+                    stack.append((j, False))
+    return order
+
+
+def _copy(node):
+    import onnx
+
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _outer_names(node) -> set:
+    """Names a node's subgraphs (If / Loop bodies) read from the enclosing graph."""
+    names = set()
+    for attribute in node.attribute:
+        for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+            for inner in sub.node:
+                names.update(name for name in inner.input if name)
+                names.update(_outer_names(inner))
+    return names

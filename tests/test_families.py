@@ -1,0 +1,133 @@
+"""The family matrix: every architecture family of tests/families.py exports (no allowlist), and its
+bundle agrees with Captum on the same torch model: occlusion within 1e-5, input x gradient within 1e-4.
+
+Set ATTRIBFAST_FAMILY_RESULTS=path to also record the results (python tests/families.py path prints
+docs/models.md from them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import attribfast
+import numpy as np
+import pytest
+import torch
+from captum.attr import InputXGradient as CaptumInputXGradient
+from captum.attr import Occlusion as CaptumOcclusion
+from families import FAMILIES, make_family
+
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor.*did not already require gradients:UserWarning")
+
+PROMPT = "the quick brown fox jumps"
+CONTINUATION = " over the"
+REFERENCE = "a small model trained on plain english"
+
+
+def torch_model(folder, task):
+    import transformers
+
+    auto = {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "sentence-similarity": transformers.AutoModel,
+    }[task]
+    transformers.utils.logging.disable_progress_bar()
+    return auto.from_pretrained(folder, attn_implementation="eager").eval()
+
+
+def score_of_embeddings(model, task, extra):
+    """f(embeddings [B, n, H]) -> scores [B]: the target's score as the Hugging Face model computes it."""
+    if task == "causal-lm":
+        continuation = torch.tensor(extra)
+        table = model.get_input_embeddings()
+
+        def causal(embeds):
+            batch, n, _ = embeds.shape
+            tail = table(continuation).expand(batch, -1, -1)
+            logits = model(inputs_embeds=torch.cat([embeds, tail], dim=1)).logits
+            log_probs = torch.log_softmax(logits, dim=-1)[:, n - 1 : n - 1 + len(extra)]
+            return log_probs.gather(-1, continuation.expand(batch, -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+
+        return causal
+    if task == "sequence-classification":
+        if model.config.model_type == "bart":
+            return bart_class_logit(model, extra)
+        return lambda embeds: model(inputs_embeds=embeds).logits[:, extra]
+
+    def similarity(embeds):
+        hidden = model(inputs_embeds=embeds).last_hidden_state.mean(1)
+        return torch.nn.functional.cosine_similarity(hidden, extra[None], dim=-1)
+
+    return similarity
+
+
+def bart_class_logit(model, target):
+    """BART's classification of ids, written over embeddings: the decoder reads the input shifted
+    right after decoder_start_token_id, the head reads the state at the final EOS (the last token)."""
+    table = model.get_input_embeddings()
+    start = table(torch.tensor([model.config.decoder_start_token_id]))
+
+    def forward(embeds):
+        decoder = torch.cat([start.expand(embeds.shape[0], 1, -1), embeds[:, :-1]], dim=1)
+        hidden = model.model(inputs_embeds=embeds, decoder_inputs_embeds=decoder).last_hidden_state
+        return model.classification_head(hidden[:, -1])[:, target]
+
+    return forward
+
+
+def record(name, result):
+    path = os.environ.get("ATTRIBFAST_FAMILY_RESULTS")
+    if path:
+        file = Path(path)
+        results = json.loads(file.read_text()) if file.exists() else {}
+        results[name] = result
+        file.write_text(json.dumps(results, indent=2))
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_family_exports_and_agrees_with_captum(family, tmp_path):
+    folder = make_family(family, tmp_path / "model")
+    started = time.perf_counter()
+    bundle = attribfast.export_model(folder, task=family.task, out_dir=tmp_path / "bundle")
+    seconds = time.perf_counter() - started
+    model = attribfast.load(bundle)
+    reference = torch_model(folder, family.task)
+    tokenizer = model._spec.tokenizer
+    ids = torch.tensor([tokenizer.encode(PROMPT).ids])
+    table = reference.get_input_embeddings()
+    if family.task == "causal-lm":
+        targets, extra = [CONTINUATION], tokenizer.encode(CONTINUATION, add_special_tokens=False).ids
+    elif family.task == "sequence-classification":
+        targets, extra = ["positive"], 2
+    else:
+        targets = [REFERENCE]
+        with torch.no_grad():
+            extra = reference(torch.tensor([tokenizer.encode(REFERENCE).ids])).last_hidden_state.mean(1)[0]
+    score = score_of_embeddings(reference, family.task, extra)
+    if family.task == "sequence-classification":
+        with torch.no_grad():  # the embeddings route is the model's own route from ids
+            np.testing.assert_allclose(score(table(ids)), reference(ids).logits[:, extra], atol=1e-5)
+
+    occlusion = model.attribute(PROMPT, targets=targets, method="occlusion")
+    with torch.no_grad():
+        expected_occlusion = (
+            CaptumOcclusion(lambda x: score(table(x)))
+            .attribute(ids, sliding_window_shapes=(1,), baselines=model._baseline_id(None))[0]
+            .numpy()
+        )
+    occlusion_ok = bool(np.abs(occlusion.matrix[:, 0] - expected_occlusion).max() <= 1e-5)
+
+    gradient = model.attribute(PROMPT, targets=targets, method="input_x_gradient")
+    embeds = table(ids).detach()
+    expected = CaptumInputXGradient(score).attribute(embeds).sum(-1)[0].detach()
+    gradient_ok = bool(np.abs(gradient.matrix[:, 0] - expected.numpy()).max() <= 1e-4)
+    record(
+        family.name,
+        {"task": family.task, "export_seconds": seconds, "occlusion": occlusion_ok, "gradient": gradient_ok},
+    )
+    np.testing.assert_allclose(occlusion.matrix[:, 0], expected_occlusion, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(gradient.matrix[:, 0], expected.numpy(), atol=1e-4, rtol=0)
