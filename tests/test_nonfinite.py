@@ -89,7 +89,7 @@ def gradient_run(log_score: bool, method: str, n_steps: int, kind: str = "integr
     policy = _core.BatchPolicy()
     if kind == "integrated_gradients":
         return _core.integrated_gradients(
-            session, problem, embeddings, baseline, method, n_steps, 0.0, n_steps, "sum", policy, None
+            session, problem, embeddings, baseline, method, n_steps, 0.0, 0.0, n_steps, "sum", policy, None
         )
     return _core.gradient_at_input(session, problem, embeddings, kind, "sum", policy, None)
 

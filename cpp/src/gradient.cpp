@@ -205,7 +205,9 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   const int64_t hidden = runner.hidden_size();
   const int64_t n_targets = runner.n_targets();
   math::check_real("tolerance", params.tolerance, 0.0, false);
-  if (params.tolerance > 0 && params.max_steps < params.n_steps) {
+  math::check_real("relative_tolerance", params.relative_tolerance, 0.0, false);
+  const bool adaptive = params.tolerance > 0 || params.relative_tolerance > 0;
+  if (adaptive && params.max_steps < params.n_steps) {
     throw InvalidInputError("max_steps must be >= n_steps");
   }
   AttributionResult result;
@@ -215,7 +217,8 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   result.clean_scores.assign(n_targets, 0.0);
   result.delta.assign(n_targets, 0.0);
   result.steps.assign(n_targets, params.n_steps);
-  std::vector<double> baseline_scores(n_targets, 0.0);
+  std::vector<double>& baseline_scores = result.baseline_scores;
+  baseline_scores.assign(n_targets, 0.0);
   const auto& x = runner.input_embeddings();
   const auto& base = runner.baseline();
 
@@ -265,7 +268,9 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
       }
       result.delta[t] = total - (result.clean_scores[t] - baseline_scores[t]);
       result.steps[t] = steps;
-      if (params.tolerance > 0 && std::fabs(result.delta[t]) > params.tolerance && steps * 2 <= params.max_steps) {
+      const double allowed =
+          params.tolerance + params.relative_tolerance * std::fabs(result.clean_scores[t] - baseline_scores[t]);
+      if (adaptive && std::fabs(result.delta[t]) > allowed && steps * 2 <= params.max_steps) {
         retry.push_back(t);
       }
     }

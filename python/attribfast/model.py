@@ -37,6 +37,7 @@ def load(
     threads: int | None = None,
     memory_budget: int | None = None,
     device_id: int = 0,
+    verify: bool | str = True,
 ) -> AttributionModel:
     """Loads a bundle (verifying its file hashes) for attribution; needs no torch.
 
@@ -45,8 +46,12 @@ def load(
     threads: intra-op threads (None: ORT decides). memory_budget: bytes of activations a batch may
     take (default: 1 GiB on CPU, half the free device memory on a GPU); batch sizes follow from it.
     device_id: the CUDA device ordinal.
+    verify: True (default) checks every file's sha256 against the manifest, skipping files whose
+    stamp in the user's cache ($ATTRIBFAST_CACHE, else ~/.cache/attribfast) shows them unchanged
+    since they were verified; "always" re-hashes every file; False skips hashing. The manifest
+    schema, bundle paths and graph contract are checked in every mode.
     """
-    bundle = Bundle.load(bundle_dir)
+    bundle = Bundle.load(bundle_dir, verify=verify)
     manifest = bundle.manifest
     bundle_dtype(manifest)  # refuses a precision this version cannot run
     graphs = {name: bundle.graph_path(name) for name in manifest["graphs"]}

@@ -25,6 +25,16 @@ def _check_positive(name: str, value, minimum=1) -> None:
         raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_real(name: str, value, *, positive: bool = False, allow_none: bool = False) -> None:
+    """A finite real number (bools and strings refused), > 0 with positive, else >= 0."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise InvalidInputError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+
+
 def _check_token_baseline(baseline: TokenBaseline) -> None:
     if baseline is None or (
         isinstance(baseline, int | np.integer) and not isinstance(baseline, bool) and baseline >= 0
