@@ -69,7 +69,8 @@ embeddings = np.array([[-1, -1], [1, 1], [2, 0]], np.float32)
 session = attribfast.Session(os.path.join(MODELS, "singular_gradient.onnx"))._session
 try:
     _core.integrated_gradients(
-        session, problem, embeddings, embeddings[[0, 0]], "riemann_left", 2, 0.0, 0.0, 2, "sum", _core.BatchPolicy(), None
+        session, problem, embeddings, embeddings[[0, 0]], "riemann_left", 2, 0.0, 0.0, 2, "sum",
+        _core.BatchPolicy(), None,
     )
     raise SystemExit("no NonFiniteScoreError for the singular gradient")
 except NonFiniteScoreError as error:

@@ -28,17 +28,20 @@ ROWS = 20_000  # per call; a huge but valid parameter is accepted, runs, and is 
 
 int64s = st.one_of(small_ints, st.integers(-(2**63), 2**63 - 1), st.sampled_from([e for e in EDGES if e < 2**63]))
 token_baselines = st.one_of(st.none(), st.sampled_from(["pad", "mask", "unk", "eos"]), st.text(max_size=4), numbers)
-# Groups: names, or one id per token, any size (a scalar is left out: methods.py's TypeError, reported).
+# Groups: names, one id per token (any size), or junk such as a scalar.
 groups = st.one_of(
     st.sampled_from(["token", "word"]),
+    numbers,
+    st.none(),
     st.text(max_size=5),
     st.lists(small_ints, max_size=14).map(tuple),
     st.lists(st.one_of(big_ints, numbers), max_size=14).map(tuple),
 )
-# Explicit permutations: rows of one length, int64 entries (ragged rows and entries beyond int64
-# are left out: model.py's ValueError / OverflowError, reported).
+# Explicit permutations: rows of one length with int64 entries, ragged rows, entries of any size.
 permutations = st.one_of(
     st.none(),
+    numbers,
+    st.lists(st.lists(st.one_of(small_ints, big_ints), max_size=5).map(tuple), max_size=3).map(tuple),
     st.integers(0, 14).flatmap(
         lambda width: st.lists(
             st.one_of(st.permutations(list(range(width))), st.lists(int64s, min_size=width, max_size=width)),
@@ -47,14 +50,13 @@ permutations = st.one_of(
     ),
 )
 counts = st.one_of(small_ints, numbers)
-optional_reals = st.one_of(st.none(), reals, numbers)
+optional_reals = st.one_of(st.none(), reals, numbers, st.text(max_size=3))  # wrong types too
 
 
 @st.composite
 def embedding_baselines(draw, n_tokens: int, hidden: int):
-    """IG baselines: names, junk, and arrays of any shape or dtype, some with NaN or infinity.
-    float64 values beyond float32's range are left out (model.py casts them with numpy's overflow
-    warning, reported)."""
+    """IG baselines: names, junk, and arrays of any shape or dtype (strings and objects too), some
+    with NaN or infinity, some float64 values beyond float32's range."""
     kind = draw(st.sampled_from(["name", "junk", "array", "array"]))
     if kind == "name":
         return draw(st.sampled_from(["pad", "mask", "unk", "eos", "zero", None]))
@@ -62,8 +64,10 @@ def embedding_baselines(draw, n_tokens: int, hidden: int):
         return draw(st.one_of(st.text(max_size=4), numbers))
     right = (n_tokens, hidden)
     shape = draw(st.sampled_from([right, right, (n_tokens,), (1, hidden), (n_tokens + 1, hidden)]))
-    dtype = draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32]))
-    finite = np.finfo(np.float16).max if dtype == np.float16 else (2**31 - 1 if dtype == np.int32 else 3e38)
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32, np.str_, object]))
+    if dtype in (np.str_, object):
+        return np.full(shape, "0.5", dtype)
+    finite = {np.float16: np.finfo(np.float16).max, np.int32: 2**31 - 1, np.float64: 1e300}.get(dtype, 3e38)
     array = np.full(shape, draw(st.floats(-finite, finite)), dtype)
     if np.issubdtype(dtype, np.floating) and draw(st.booleans()):
         array.flat[draw(st.integers(0, array.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -83,18 +87,19 @@ def method_configs(n_tokens: int, hidden: int):
             "max_seconds": optional_reals,
             "permutations": permutations,
         },
-        attribfast.KernelShap: {**shared, "n_samples": counts, "ridge": st.one_of(reals, numbers)},
+        attribfast.KernelShap: {**shared, "n_samples": counts, "ridge": optional_reals},
         attribfast.Lime: {
             **shared,
             "n_samples": counts,
-            "ridge": st.one_of(reals, numbers),
-            "kernel_width": st.one_of(reals, numbers),
+            "ridge": optional_reals,
+            "kernel_width": optional_reals,
         },
         attribfast.IntegratedGradients: {
             "n_steps": counts,
             "method": st.one_of(st.sampled_from(attribfast.methods.INTEGRATION_METHODS), st.text(max_size=8)),
             "baseline": embedding_baselines(n_tokens, hidden),
             "tolerance": optional_reals,
+            "absolute_tolerance": optional_reals,
             "max_steps": counts,
             "aggregation": st.sampled_from(["sum", "l2", "L2", "", "max"]),
         },
@@ -131,9 +136,9 @@ def fuzz_ids(log, scratch) -> collections.Counter:
     path = os.path.join(scratch, "linear.onnx")
     with open(path, "wb") as f:
         f.write(linear_score_model(np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)))
-    # Own models have no vocabulary size: out-of-range ids reach ONNX Runtime itself. pad_id takes
-    # integers only (floats are truncated or raise ValueError in model.py, reported).
-    pad_ids = st.one_of(int64s, big_ints)
+    # Own models have no vocabulary size: out-of-range ids reach ONNX Runtime itself. pad_id gets
+    # anything a user might pass.
+    pad_ids = st.one_of(int64s, big_ints, numbers, reals, st.none(), st.text(max_size=3))
     id_lists = st.one_of(
         st.lists(st.integers(-25, 30), min_size=0, max_size=20),
         st.lists(big_ints, min_size=1, max_size=8),
@@ -151,8 +156,10 @@ def fuzz_ids(log, scratch) -> collections.Counter:
         if own:
             if method.needs == "gradient":
                 method = CHEAP[0]
-            model = attribfast.AttributionModel.from_onnx(path, pad_id=pad_id)
-            call = lambda: model.attribute(ids, targets=[0, 2], method=method, progress=budget(ROWS))  # noqa: E731
+
+            def call():
+                model = attribfast.AttributionModel.from_onnx(path, pad_id=pad_id)
+                return model.attribute(ids, targets=[0, 2], method=method, progress=budget(ROWS))
         else:
             call = lambda: arith.attribute(ids, targets=["1"], method=method, progress=budget(ROWS))  # noqa: E731
         seen[outcome(call, scratch)] += 1

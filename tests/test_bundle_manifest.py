@@ -5,16 +5,15 @@ import os
 import shutil
 from pathlib import Path
 
+import attribfast
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
-
-import attribfast
 from attribfast import bundle as bundle_module
 from attribfast.bundle import MANIFEST, sha256_of
 from attribfast.bundle.onnx_header import OnnxHeaderError, read_signature, signature_of
 from attribfast.errors import BundleContractError, BundleError, BundleIntegrityError
+from onnx import TensorProto, helper
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "arith" / "bundle"
 

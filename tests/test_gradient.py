@@ -68,7 +68,8 @@ def test_integrated_gradients_equals_captum_on_causal_lms(models, torch_models, 
 def test_integrated_gradients_equals_captum_on_bert_classes(models, torch_models):
     model, torch_model = models["bert"], torch_models["bert"]
     text = "hello world this is a test"
-    result = model.attribute(text, targets=["positive", "negative"], method=attribfast.IntegratedGradients(n_steps=20, tolerance=None))
+    method = attribfast.IntegratedGradients(n_steps=20, tolerance=None)
+    result = model.attribute(text, targets=["positive", "negative"], method=method)
     ids = ids_of(model, text)
     lig = LayerIntegratedGradients(lambda x: torch_model(x).logits, torch_model.get_input_embeddings())
     for column, label in enumerate(["positive", "negative"]):
@@ -111,7 +112,8 @@ def test_saliency_on_bert_classes_equals_captum(models, torch_models):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])
 def test_completeness_at_64_gauss_legendre_steps(models, name):
     targets = CONTINUATIONS if name != "bert" else ["negative", "neutral", "positive"]
-    result = models[name].attribute(PROMPT, targets=targets, method=attribfast.IntegratedGradients(n_steps=64, tolerance=None))
+    method = attribfast.IntegratedGradients(n_steps=64, tolerance=None)
+    result = models[name].attribute(PROMPT, targets=targets, method=method)
     assert np.all(np.abs(result.deltas) <= 1e-3), result.deltas
     # The delta is what it says: sum of attributions minus f(x) - f(baseline).
     assert result.deltas.shape == (len(targets),)
@@ -160,7 +162,8 @@ def test_stopping_short_warns_with_the_delta_and_steps_and_records_them(models):
     messages = [str(w.message) for w in record]
     assert len(messages) == len(CONTINUATIONS)
     for message, target, delta in zip(messages, CONTINUATIONS, result.deltas, strict=True):
-        assert re.match(rf"integrated gradients did not converge for target '{target}': \|delta\| = .* after 4 steps", message)
+        expected = rf"integrated gradients did not converge for target '{target}': \|delta\| = .* after 4 steps"
+        assert re.match(expected, message)
         assert f"{abs(delta):.4g}" in message
     assert np.all(result.steps == 4) and np.all(np.abs(result.deltas) > 0)
 

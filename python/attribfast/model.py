@@ -12,6 +12,7 @@ from . import _core
 from ._runtime import PROVIDERS_ENV, default_providers
 from .attribution import Attribution
 from .bundle import Bundle
+from .checks import check_target_texts, check_text, optional_count
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
 from .methods import METHODS, Method, resolve_method
@@ -217,10 +218,10 @@ class AttributionModel:
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
             raise InvalidInputError(f"truncate must be None, 'left' or 'right', got {truncate!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise InvalidInputError("batch_size must be a positive integer (or None)")
-        if seed is not None and (not isinstance(seed, int) or seed < 0):
-            raise InvalidInputError("seed must be a non-negative integer (or None)")
+        batch_size = optional_count("batch_size", batch_size, 1)
+        seed = optional_count("seed", seed, 0)
+        generate = optional_count("generate", generate, 1, TargetError)
+        check_target_texts(targets)
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
         options = (targets, method, generate, batch_size, progress, seed, truncate, per_token)
@@ -311,6 +312,7 @@ class AttributionModel:
         else:
             if not isinstance(text, str):
                 raise InvalidInputError(f"inputs must be text or token ids, got {type(text).__name__}")
+            check_text(text, "the input text")
             if not text.strip():
                 raise InvalidInputError("the input text is empty")
             if spec.tokenizer is None:

@@ -76,7 +76,9 @@ class Bundle:
                 "upgrade attribfast"
             )
         if manifest.get("task") not in TASKS:
-            raise BundleError(f"unknown task {manifest.get('task')!r} in {manifest_path} (possible: {', '.join(TASKS)})")
+            raise BundleError(
+                f"unknown task {manifest.get('task')!r} in {manifest_path} (possible: {', '.join(TASKS)})"
+            )
         check_manifest(manifest, TASKS, SCHEMA_VERSION, str(manifest_path))
         bundle = cls(path, manifest)
         bundle._check_paths()  # even unverified: paths decide what is read at all

@@ -57,7 +57,9 @@ class IntegratedGradients(Method):
         _check_positive("n_steps", self.n_steps, 1 if self.method == "gausslegendre" else 2)
         if isinstance(self.baseline, np.ndarray):
             _check_baseline_array(self.baseline)
-        elif self.baseline is not None and (not isinstance(self.baseline, str) or self.baseline not in EMBEDDING_BASELINES):
+        elif self.baseline is not None and (
+            not isinstance(self.baseline, str) or self.baseline not in EMBEDDING_BASELINES
+        ):
             raise InvalidInputError(
                 f"baseline must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array, got {self.baseline!r}"
             )
