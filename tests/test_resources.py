@@ -82,7 +82,7 @@ def test_a_dropped_model_releases_its_sessions():
     model = attribfast.load(shipped_bundle())
     model.attribute("12+3=", generate=2, method="integrated_gradients")  # next_token, forward, gradient
     model.attribute("12+3=", targets=["15"], method="occlusion")
-    sessions = [weakref.ref(session._session) for session in model._sessions.values()]
+    sessions = [weakref.ref(session._session) for session in model._engine._sessions.values()]
     assert len(sessions) == 3 and all(ref() is not None for ref in sessions)
     dead = weakref.ref(model)
     del model
