@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import InvalidInputError
+from .words import word_groups
 
 RESULT_FORMAT = "attribfast-attribution"
 RESULT_VERSION = 1
@@ -22,7 +22,8 @@ class Attribution:
     """Attribution of targets to input tokens.
 
     matrix: [n_tokens, n_targets] float32. tokens: readable token strings (spaces made visible).
-    token_ids, offsets ([n_tokens, 2] character spans in text), special (True for special tokens).
+    token_ids, offsets ([n_tokens, 2] character spans in text), special (True for special tokens),
+    word_ids (the tokenizer's word of each token, -1 for none; see attribfast.words).
     targets: a label per column. target_scores: the clean score of each target. method and
     parameters: how it was computed. standard_errors: per cell, for sampling methods. deltas and
     steps: IG's convergence delta and steps used, per target. evaluations: model rows run.
@@ -37,6 +38,7 @@ class Attribution:
     token_ids: np.ndarray | None = None
     offsets: np.ndarray | None = None
     special: np.ndarray | None = None
+    word_ids: np.ndarray | None = None
     target_scores: np.ndarray | None = None
     standard_errors: np.ndarray | None = None
     deltas: np.ndarray | None = None
@@ -64,6 +66,7 @@ class Attribution:
             "token_ids": ((n_tokens,), np.int64),
             "offsets": ((n_tokens, 2), np.int64),
             "special": ((n_tokens,), np.bool_),
+            "word_ids": ((n_tokens,), np.int64),
             "target_scores": ((n_targets,), np.float64),
             "standard_errors": ((n_tokens, n_targets), np.float32),
             "deltas": ((n_targets,), np.float64),
@@ -114,14 +117,24 @@ class Attribution:
             "evaluations": self.evaluations,
             "seconds": self.seconds,
         }
-        for name in ("token_ids", "offsets", "special", "target_scores", "standard_errors", "deltas", "steps"):
+        for name in self._ARRAYS[1:]:
             value = getattr(self, name)
             out[name] = None if value is None else value.tolist()
         return out
 
     # Files ---------------------------------------------------------------------------------------
 
-    _ARRAYS = ("matrix", "token_ids", "offsets", "special", "target_scores", "standard_errors", "deltas", "steps")
+    _ARRAYS = (
+        "matrix",
+        "token_ids",
+        "offsets",
+        "special",
+        "word_ids",
+        "target_scores",
+        "standard_errors",
+        "deltas",
+        "steps",
+    )
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes one .npz holding the arrays bit for bit and the rest as JSON (lossless)."""
@@ -184,7 +197,9 @@ class Attribution:
         )
 
     def aggregate(self, level: str = "word") -> Attribution:
-        """Sums subword rows into whitespace-separated words (via offsets); special tokens stay alone.
+        """Sums subword rows into words: the tokenizer's words (its pre-tokenizer's, so punctuation
+        and characters of languages written without spaces follow the tokenizer), or whitespace-
+        separated chunks where the result has no word ids (attribfast.words). Special tokens stay alone.
 
         Standard errors are combined as if independent (root of the sum of squares).
         """
@@ -192,7 +207,7 @@ class Attribution:
             raise InvalidInputError(f"aggregate supports 'word', got {level!r}")
         if self.offsets is None:
             raise InvalidInputError("word aggregation needs token offsets")
-        groups = word_groups(self.text, self.offsets, self.special)
+        groups = word_groups(self.text, self.offsets, self.special, self.word_ids)
         n_words = max(groups) + 1
         matrix = np.zeros((n_words, self.matrix.shape[1]), np.float64)
         squares = np.zeros_like(matrix)
@@ -219,6 +234,7 @@ class Attribution:
             matrix=matrix.astype(np.float32),
             tokens=tuple(labels),
             token_ids=None,
+            word_ids=np.where(special, -1, np.arange(n_words)),  # each row is a word now: aggregating again keeps it
             offsets=np.stack([starts, ends], axis=1),
             special=special,
             standard_errors=None if self.standard_errors is None else np.sqrt(squares).astype(np.float32),
@@ -275,27 +291,3 @@ class Attribution:
 
     def _repr_html_(self) -> str:
         return self.to_html()
-
-
-def word_groups(text: str, offsets: np.ndarray, special: np.ndarray | None) -> list[int]:
-    """Word index of each token: the whitespace-separated chunk of text its first character falls in;
-    special tokens (and tokens without a span) form words of their own."""
-    chunks = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    groups: list[int] = []
-    last_chunk = None
-    next_group = 0
-    for row, (start, end) in enumerate(np.asarray(offsets)):
-        is_special = special is not None and bool(special[row])
-        chunk = None
-        if not is_special and end > start:
-            first = start
-            while first < end and text[first].isspace():
-                first += 1
-            chunk = next((i for i, (a, b) in enumerate(chunks) if a <= first < b), None)
-        if chunk is not None and chunk == last_chunk:
-            groups.append(next_group - 1)
-        else:
-            groups.append(next_group)
-            next_group += 1
-        last_chunk = chunk
-    return groups

@@ -18,6 +18,7 @@ from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
 from .session import Session
 from .tasks import get_task
+from .words import tokenizer_word_ids
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
 # On a GPU, batches may take this share of the device memory free at the first attribution (ORT's
@@ -255,6 +256,7 @@ class AttributionModel:
             token_ids=encoded.ids,
             offsets=encoded.offsets,
             special=encoded.special,
+            word_ids=encoded.word_ids,
             target_scores=result.clean_scores,
             standard_errors=None if result.standard_error is None else result.standard_error.astype(np.float32),
             deltas=result.delta,
@@ -303,6 +305,7 @@ class AttributionModel:
             offsets = np.zeros((ids.size, 2), np.int64)
             special = np.array([int(i) in spec.special_ids for i in ids], bool)
             text = ""
+            word_ids = None
         else:
             if not isinstance(text, str):
                 raise InvalidInputError(f"inputs must be text or token ids, got {type(text).__name__}")
@@ -321,9 +324,10 @@ class AttributionModel:
             )
             if ids.size == 0:
                 raise InvalidInputError("the input text tokenizes to nothing")
+            word_ids = tokenizer_word_ids(spec.tokenizer, encoding)
         if spec.vocab_size is not None and (ids.min() < 0 or ids.max() >= spec.vocab_size):
             raise InvalidInputError(f"token ids must be in [0, {spec.vocab_size})")
-        encoded = Encoded(ids, tokens, offsets, special, text)
+        encoded = Encoded(ids, tokens, offsets, special, text, word_ids)
         return self._fit_length(encoded, truncate, reserve=0)
 
     def _fit_length(self, encoded: Encoded, truncate, reserve: int) -> Encoded:
@@ -337,8 +341,9 @@ class AttributionModel:
                 f"{limit}; shorten it or pass truncate='left' or 'right'"
             )
         part = slice(encoded.ids.size - keep, None) if truncate == "left" else slice(0, keep)
+        words = None if encoded.word_ids is None else encoded.word_ids[part]
         return Encoded(
-            encoded.ids[part], encoded.tokens[part], encoded.offsets[part], encoded.special[part], encoded.text
+            encoded.ids[part], encoded.tokens[part], encoded.offsets[part], encoded.special[part], encoded.text, words
         )
 
     def _baseline_id(self, baseline) -> int:
