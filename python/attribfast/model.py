@@ -12,6 +12,7 @@ from . import _core
 from ._runtime import PROVIDERS_ENV, default_providers
 from .attribution import Attribution
 from .bundle import Bundle
+from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
 from .methods import METHODS, Method, resolve_method
@@ -192,6 +193,7 @@ class AttributionModel:
         seed: int | None = None,
         truncate: str | None = None,
         per_token: bool = False,
+        contrast=None,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -209,6 +211,11 @@ class AttributionModel:
         seed: seed of sampling methods whose config has none (default 0).
         truncate: inputs longer than the model's maximum raise InputTooLongError unless this is
             "left" (drop the first tokens) or "right" (drop the last).
+        contrast: attribute score(target) - score(contrast) instead ("why this rather than that"):
+            one target for every column, a list aligned with targets, or "others" (the mean score of
+            the other targets). Computed in the same run; columns are labelled "target vs contrast".
+            Needs a method linear in the score (not saliency, not aggregation="l2"); see
+            docs/semantics.md.
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -219,7 +226,7 @@ class AttributionModel:
             raise InvalidInputError("seed must be a non-negative integer (or None)")
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
-        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token)
+        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -228,10 +235,13 @@ class AttributionModel:
         return [self._attribute_one(t, *options) for t in texts]
 
     def _attribute_one(
-        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token
+        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast=None
     ) -> Attribution:
         encoded = self._encode(text, truncate)
-        plan = self._plan_targets(encoded, targets, generate, per_token)
+        if contrast is None:
+            plan, contrast_plan = self._plan_targets(encoded, targets, generate, per_token), None
+        else:
+            plan, contrast_plan = plan_with_contrast(self, encoded, targets, contrast, generate, per_token, method)
         policy = _core.BatchPolicy()
         policy.batch_size = batch_size or 0
         policy.memory_budget = self._memory_budget
@@ -246,7 +256,7 @@ class AttributionModel:
             result = method.run(self._engine, encoded, plan, policy, callback, seed)
         finally:
             finish()
-        return Attribution(
+        fields = dict(
             matrix=result.matrix.astype(np.float32),
             tokens=encoded.tokens,
             targets=plan.labels,
@@ -267,6 +277,7 @@ class AttributionModel:
             evaluations=result.rows_run,
             seconds=result.seconds,
         )
+        return Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))
 
     def _device_budget(self, session: Session) -> int:
         """Activation bytes a GPU batch may take: the user's budget, else a share of the free device
