@@ -225,3 +225,33 @@ def test_contrast_refuses_what_it_cannot_mean(gpt2):
     saliency = gpt2.attribute(PROMPT, targets=TARGETS, method="saliency")
     with pytest.raises(MethodNotAvailableError, match="linear in the score"):
         saliency.contrast(0, 1)
+
+
+def test_demo_contrast_makes_the_columns_distinct(tmp_path, capsys):
+    """Plain demo columns are nearly alike; --contrast ("others") cancels their shared part."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from attribfast.cli import main
+    from attribfast.demo import SEED_EXPRESSIONS
+
+    assert main(["demo", "--contrast", "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert "this expression rather than the others" in out and all(e in out for e in SEED_EXPRESSIONS)
+    from attribfast.demo import run_demo
+
+    plain = run_demo(out=tmp_path / "p.png")
+    contrastive = run_demo(out=tmp_path / "q.png", contrast=True)
+    assert contrastive.targets == tuple(f"{e} vs others" for e in SEED_EXPRESSIONS)
+    assert plain.targets == SEED_EXPRESSIONS and plain.contrasts is None  # the seed's look is unchanged
+
+    def mean_correlation(matrix):
+        c = np.corrcoef(matrix.T)
+        return c[~np.eye(len(c), dtype=bool)].mean()
+
+    assert mean_correlation(plain.matrix) > 0.9
+    assert mean_correlation(contrastive.matrix) < 0.3
+    np.testing.assert_allclose(contrastive.matrix.sum(1), 0, atol=1e-5)  # "others" cancels the row's shared part
+    expected = plain.matrix - (plain.matrix.sum(1, keepdims=True) - plain.matrix) / 4
+    np.testing.assert_allclose(contrastive.matrix, expected, atol=1e-5)
