@@ -32,7 +32,8 @@ def main() -> None:
     model = attribfast.load(args.bundle or shipped_bundle())
     method = attribfast.IntegratedGradients(n_steps=32)
     result = model.attribute(args.prompt, targets=targets, method=method)
-    print("log p(continuation | prompt):", dict(zip(result.targets, result.target_scores.round(4), strict=True)))
+    for label, score in zip(result.targets, result.target_scores, strict=True):
+        print(f"log p({label!r} | prompt) = {score:.4f}")
     print(result.to_pandas().round(4).to_string())
 
     # "Why this rather than that": log p(first) - log p(second) and the reverse, from one run.
