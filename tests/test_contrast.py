@@ -255,3 +255,14 @@ def test_demo_contrast_makes_the_columns_distinct(tmp_path, capsys):
     np.testing.assert_allclose(contrastive.matrix.sum(1), 0, atol=1e-5)  # "others" cancels the row's shared part
     expected = plain.matrix - (plain.matrix.sum(1, keepdims=True) - plain.matrix) / 4
     np.testing.assert_allclose(contrastive.matrix, expected, atol=1e-5)
+
+
+def test_explain_command_takes_contrast(bundles, capsys):
+    from attribfast.cli import main
+
+    common = ["explain", str(bundles["gpt2"]), "--text", PROMPT, "--target", " is", "--target", " jumps", "--quiet"]
+    assert main([*common, "--contrast", "others"]) == 0
+    assert " is vs others" in capsys.readouterr().out
+    assert main([*common, "--contrast", " the", "--contrast", " is"]) == 0
+    out = capsys.readouterr().out
+    assert " is vs  the" in out and " jumps vs  is" in out

@@ -213,8 +213,8 @@ class Attribution:
 
     def aggregate(self, level: str = "word") -> Attribution:
         """Sums subword rows into words: the tokenizer's words (its pre-tokenizer's, so punctuation
-        and characters of languages written without spaces follow the tokenizer), or whitespace-
-        separated chunks where the result has no word ids (attribfast.words). Special tokens stay alone.
+        and text without spaces split as the tokenizer splits them), or chunks between whitespace
+        where the result has no word ids (attribfast.words). Special tokens stay alone.
 
         Standard errors are combined as if independent (root of the sum of squares).
         """

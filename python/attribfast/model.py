@@ -193,7 +193,7 @@ class AttributionModel:
         seed: int | None = None,
         truncate: str | None = None,
         per_token: bool = False,
-        contrast=None,
+        contrast: str | int | Sequence | None = None,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
