@@ -211,11 +211,9 @@ class AttributionModel:
         seed: seed of sampling methods whose config has none (default 0).
         truncate: inputs longer than the model's maximum raise InputTooLongError unless this is
             "left" (drop the first tokens) or "right" (drop the last).
-        contrast: attribute score(target) - score(contrast) instead ("why this rather than that"):
-            one target for every column, a list aligned with targets, or "others" (the mean score of
-            the other targets). Computed in the same run; columns are labelled "target vs contrast".
-            Needs a method linear in the score (not saliency, not aggregation="l2"); see
-            docs/semantics.md.
+        contrast: attribute score(target) - score(contrast), in the same run: one target for every
+            column, a list aligned with targets, or "others" (the mean score of the other targets);
+            columns are labelled "target vs contrast". Linear methods only (docs/semantics.md).
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
