@@ -266,3 +266,12 @@ def test_explain_command_takes_contrast(bundles, capsys):
     assert main([*common, "--contrast", " the", "--contrast", " is"]) == 0
     out = capsys.readouterr().out
     assert " is vs  the" in out and " jumps vs  is" in out
+
+
+def test_adaptive_integrated_gradients_contrast_reports_the_larger_step_count(gpt2):
+    method = attribfast.IntegratedGradients(n_steps=4, tolerance=1e-3, max_steps=64)
+    plain = gpt2.attribute(PROMPT, targets=TARGETS, method=method)
+    contrastive = gpt2.attribute(PROMPT, targets=TARGETS[:2], method=method, contrast=" jumps")
+    np.testing.assert_array_equal(contrastive.steps, np.maximum(plain.steps[:2], plain.steps[2]))
+    np.testing.assert_allclose(contrastive.deltas, plain.deltas[:2] - plain.deltas[2], atol=1e-6)
+    np.testing.assert_allclose(contrastive.matrix, plain.matrix[:, :2] - plain.matrix[:, 2:], atol=1e-5)
