@@ -105,7 +105,9 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
     manifest["dtype"] = "float16"
     manifest["float32_ops"] = list(FLOAT32_OPS)
     manifest["converted_from"] = source.hash
-    manifest["files"] = {f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST}
+    manifest["files"] = {
+        f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
