@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import InvalidInputError
+from .words import word_groups
 
 RESULT_FORMAT = "attribfast-attribution"
 RESULT_VERSION = 1
@@ -22,7 +22,11 @@ class Attribution:
     """Attribution of targets to input tokens.
 
     matrix: [n_tokens, n_targets] float32. tokens: readable token strings (spaces made visible).
-    token_ids, offsets ([n_tokens, 2] character spans in text), special (True for special tokens).
+    token_ids, offsets ([n_tokens, 2] character spans in text), special (True for special tokens),
+    word_ids (the tokenizer's word of each token, -1 for none; see attribfast.words).
+    contrasts: for contrastive results, per column what its target is contrasted with (a target
+    label or "others"); the column is score(target) - score(contrast) and its label
+    "target vs contrast". None for plain results.
     targets: a label per column. target_scores: the clean score of each target. method and
     parameters: how it was computed. standard_errors: per cell, for sampling methods. deltas and
     steps: IG's convergence delta and steps used, per target. evaluations: model rows run.
@@ -37,6 +41,7 @@ class Attribution:
     token_ids: np.ndarray | None = None
     offsets: np.ndarray | None = None
     special: np.ndarray | None = None
+    word_ids: np.ndarray | None = None
     target_scores: np.ndarray | None = None
     standard_errors: np.ndarray | None = None
     deltas: np.ndarray | None = None
@@ -46,6 +51,7 @@ class Attribution:
     bundle_hash: str = ""
     evaluations: int = 0
     seconds: float = 0.0
+    contrasts: tuple[str, ...] | None = None
 
     def __post_init__(self):
         matrix = np.asarray(self.matrix, dtype=np.float32)
@@ -63,10 +69,15 @@ class Attribution:
             raise InvalidInputError(f"{len(self.tokens)} tokens for a matrix of {n_tokens} rows")
         if len(self.targets) != n_targets:
             raise InvalidInputError(f"{len(self.targets)} targets for a matrix of {n_targets} columns")
+        if self.contrasts is not None:
+            set_(self, "contrasts", tuple(str(c) for c in self.contrasts))
+            if len(self.contrasts) != n_targets:
+                raise InvalidInputError(f"{len(self.contrasts)} contrasts for a matrix of {n_targets} columns")
         expected = {
             "token_ids": ((n_tokens,), np.int64),
             "offsets": ((n_tokens, 2), np.int64),
             "special": ((n_tokens,), np.bool_),
+            "word_ids": ((n_tokens,), np.int64),
             "target_scores": ((n_targets,), np.float64),
             "standard_errors": ((n_tokens, n_targets), np.float32),
             "deltas": ((n_targets,), np.float64),
@@ -95,10 +106,13 @@ class Attribution:
     # Views -------------------------------------------------------------------------------------
 
     def to_pandas(self):
-        """A DataFrame: one row per token (index = readable tokens), one column per target."""
+        """A DataFrame: one row per token (index = readable tokens), one column per target (contrastive
+        columns: "target vs contrast", and the columns' name says so)."""
         import pandas as pd
 
-        return pd.DataFrame(self.matrix, index=list(self.tokens), columns=list(self.targets))
+        frame = pd.DataFrame(self.matrix, index=list(self.tokens), columns=list(self.targets))
+        frame.columns.name = "target" if self.contrasts is None else "target vs contrast"
+        return frame
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values."""
@@ -116,15 +130,26 @@ class Attribution:
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
+            "contrasts": None if self.contrasts is None else list(self.contrasts),
         }
-        for name in ("token_ids", "offsets", "special", "target_scores", "standard_errors", "deltas", "steps"):
+        for name in self._ARRAYS[1:]:
             value = getattr(self, name)
             out[name] = None if value is None else value.tolist()
         return out
 
     # Files ---------------------------------------------------------------------------------------
 
-    _ARRAYS = ("matrix", "token_ids", "offsets", "special", "target_scores", "standard_errors", "deltas", "steps")
+    _ARRAYS = (
+        "matrix",
+        "token_ids",
+        "offsets",
+        "special",
+        "word_ids",
+        "target_scores",
+        "standard_errors",
+        "deltas",
+        "steps",
+    )
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes one .npz holding the arrays bit for bit and the rest as JSON (lossless)."""
@@ -141,6 +166,7 @@ class Attribution:
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
+            "contrasts": None if self.contrasts is None else list(self.contrasts),
         }
         arrays = {name: getattr(self, name) for name in self._ARRAYS if getattr(self, name) is not None}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -165,6 +191,8 @@ class Attribution:
         meta.pop("version")
         meta["tokens"] = tuple(meta["tokens"])
         meta["targets"] = tuple(meta["targets"])
+        if meta.get("contrasts") is not None:
+            meta["contrasts"] = tuple(meta["contrasts"])
         return cls(**meta, **arrays)
 
     # Transformations -------------------------------------------------------------------------
@@ -187,7 +215,9 @@ class Attribution:
         )
 
     def aggregate(self, level: str = "word") -> Attribution:
-        """Sums subword rows into whitespace-separated words (via offsets); special tokens stay alone.
+        """Sums subword rows into words: the tokenizer's words (its pre-tokenizer's, so punctuation
+        and text without spaces split as the tokenizer splits them), or chunks between whitespace
+        where the result has no word ids (attribfast.words). Special tokens stay alone.
 
         Standard errors are combined as if independent (root of the sum of squares).
         """
@@ -195,7 +225,7 @@ class Attribution:
             raise InvalidInputError(f"aggregate supports 'word', got {level!r}")
         if self.offsets is None:
             raise InvalidInputError("word aggregation needs token offsets")
-        groups = word_groups(self.text, self.offsets, self.special)
+        groups = word_groups(self.text, self.offsets, self.special, self.word_ids)
         n_words = max(groups) + 1
         matrix = np.zeros((n_words, self.matrix.shape[1]), np.float64)
         squares = np.zeros_like(matrix)
@@ -222,11 +252,55 @@ class Attribution:
             matrix=matrix.astype(np.float32),
             tokens=tuple(labels),
             token_ids=None,
+            word_ids=np.where(special, -1, np.arange(n_words)),  # each row is a word now: aggregating again keeps it
             offsets=np.stack([starts, ends], axis=1),
             special=special,
             standard_errors=None if self.standard_errors is None else np.sqrt(squares).astype(np.float32),
             parameters={**self.parameters, "aggregated": "word"},
         )
+
+    def contrast(self, a: str | int, b: str | int) -> Attribution:
+        """Column a minus column b (labels or indices; b may be "others": the mean of the other
+        columns), as a one-column result labelled "a vs b", with contrasts=(b,).
+
+        For methods linear in the score this equals attributing score(a) - score(b) in one run
+        (attribute(..., contrast=...)), standard errors excepted: the per-column errors do not give
+        the error of a difference of correlated columns, so their bound se(a) + se(b) is reported.
+        Saliency, aggregation "l2" and normalized results refuse (not linear); see docs/semantics.md.
+        """
+        from .contrast import OTHERS, check_linear_result, combine_columns, contrast_label
+
+        check_linear_result(self)
+        if self.contrasts is not None:
+            raise InvalidInputError("this result is contrastive already; contrast the plain result")
+        n = self.matrix.shape[1]
+        first = self._column(a)
+        weights = np.zeros((n, 1))
+        weights[first, 0] = 1.0
+        if isinstance(b, str) and b == OTHERS:
+            if n < 2:
+                raise InvalidInputError('contrast with "others" needs at least two columns')
+            weights[np.arange(n) != first, 0] = -1.0 / (n - 1)
+            against = OTHERS
+        else:
+            second = self._column(b)
+            if second == first:
+                raise InvalidInputError(f"column {self.targets[first]!r} is contrasted with itself")
+            weights[second, 0] = -1.0
+            against = self.targets[second]
+        combined = combine_columns(
+            weights, self.matrix, self.target_scores, self.standard_errors, self.deltas, self.steps
+        )
+        return replace(self, **combined, targets=(contrast_label(self.targets[first], against),), contrasts=(against,))
+
+    def _column(self, key: str | int) -> int:
+        if isinstance(key, int | np.integer) and not isinstance(key, bool):
+            if not -len(self.targets) <= key < len(self.targets):
+                raise InvalidInputError(f"column {key} is out of range ({len(self.targets)} columns)")
+            return int(key) % len(self.targets)
+        if isinstance(key, str) and key in self.targets:
+            return self.targets.index(key)
+        raise InvalidInputError(f"no column {key!r} (columns: {', '.join(map(repr, self.targets))})")
 
     # Display ---------------------------------------------------------------------------------
 
@@ -290,27 +364,3 @@ def _plain(value):
         items = [_plain(item) for item in value]
         return items if isinstance(value, list) else tuple(items)
     return value
-
-
-def word_groups(text: str, offsets: np.ndarray, special: np.ndarray | None) -> list[int]:
-    """Word index of each token: the whitespace-separated chunk of text its first character falls in;
-    special tokens (and tokens without a span) form words of their own."""
-    chunks = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    groups: list[int] = []
-    last_chunk = None
-    next_group = 0
-    for row, (start, end) in enumerate(np.asarray(offsets)):
-        is_special = special is not None and bool(special[row])
-        chunk = None
-        if not is_special and end > start:
-            first = start
-            while first < end and text[first].isspace():
-                first += 1
-            chunk = next((i for i, (a, b) in enumerate(chunks) if a <= first < b), None)
-        if chunk is not None and chunk == last_chunk:
-            groups.append(next_group - 1)
-        else:
-            groups.append(next_group)
-            next_group += 1
-        last_chunk = chunk
-    return groups

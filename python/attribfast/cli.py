@@ -99,6 +99,7 @@ def _explain(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         truncate=args.truncate,
         per_token=args.per_token,
+        contrast=None if not args.contrast else args.contrast[0] if len(args.contrast) == 1 else args.contrast,
     )
     if args.words:
         result = result.aggregate("word")
@@ -130,7 +131,7 @@ def _print_matrix(result) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out=args.out, bundle=args.bundle)
+    run_demo(out=args.out, bundle=args.bundle, contrast=args.contrast)
     return 0
 
 
@@ -190,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
     explain.add_argument("--per-token", action="store_true", help="one column per continuation token (causal LMs)")
+    explain.add_argument(
+        "--contrast",
+        action="append",
+        help="attribute score(target) - score(this): once for every target, once per --target, or 'others'",
+    )
     explain.add_argument("--method", default="occlusion", metavar="NAME", help=method_help)
     explain.add_argument(
         "--param", action="append", default=[], help="method parameter key=value (repeatable; keys below)"
@@ -210,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
 
     demo = commands.add_parser("demo", help="attribute the seed's arithmetic prompt with the shipped model")
-    demo.add_argument("--out", default="heatmap.png", help="heatmap PNG to write (default: %(default)s)")
+    demo.add_argument("--out", help="heatmap PNG to write (default: heatmap.png; heatmap-contrast.png with --contrast)")
+    demo.add_argument(
+        "--contrast",
+        action="store_true",
+        help='each column: this expression rather than the others (contrast="others")',
+    )
     demo.add_argument("--bundle", help="another bundle to use instead of the shipped arithmetic model")
     demo.set_defaults(run=_demo)
     return parser

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from .attribution import word_groups
 from .errors import InvalidInputError, MethodNotAvailableError
 from .session import Session
+from .words import word_groups
 
 
 @dataclass
@@ -48,6 +48,8 @@ class Encoded:
     offsets: np.ndarray
     special: np.ndarray
     text: str
+    # The tokenizer's word of each token (attribfast.words); None: words are whitespace-separated.
+    word_ids: np.ndarray | None = None
 
 
 class Engine:
@@ -132,7 +134,7 @@ class Engine:
         if groups == "word":
             if not encoded.text:
                 raise InvalidInputError("word groups need text input (offsets)")
-            return word_groups(encoded.text, encoded.offsets, encoded.special)
+            return word_groups(encoded.text, encoded.offsets, encoded.special, encoded.word_ids)
         groups = [int(g) for g in groups]
         if len(groups) != n:
             raise InvalidInputError(f"groups has {len(groups)} entries for {n} tokens")

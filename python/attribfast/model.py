@@ -13,12 +13,14 @@ from ._runtime import PROVIDERS_ENV, default_providers
 from .attribution import Attribution
 from .bundle import Bundle
 from .checks import check_target_texts, check_text, optional_count
+from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
 from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
 from .session import Session
 from .tasks import get_task
+from .words import tokenizer_word_ids
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
 # On a GPU, batches may take this share of the device memory free at the first attribution (ORT's
@@ -197,6 +199,7 @@ class AttributionModel:
         seed: int | None = None,
         truncate: str | None = None,
         per_token: bool = False,
+        contrast: str | int | Sequence | None = None,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -214,6 +217,9 @@ class AttributionModel:
         seed: seed of sampling methods whose config has none (default 0).
         truncate: inputs longer than the model's maximum raise InputTooLongError unless this is
             "left" (drop the first tokens) or "right" (drop the last).
+        contrast: attribute score(target) - score(contrast), in the same run: one target for every
+            column, a list aligned with targets, or "others" (the mean score of the other targets);
+            columns are labelled "target vs contrast". Linear methods only (docs/semantics.md).
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -222,9 +228,10 @@ class AttributionModel:
         seed = optional_count("seed", seed, 0)
         generate = optional_count("generate", generate, 1, TargetError)
         check_target_texts(targets)
+        check_target_texts(contrast)
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
-        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token)
+        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -233,10 +240,13 @@ class AttributionModel:
         return [self._attribute_one(t, *options) for t in texts]
 
     def _attribute_one(
-        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token
+        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast=None
     ) -> Attribution:
         encoded = self._encode(text, truncate)
-        plan = self._plan_targets(encoded, targets, generate, per_token)
+        if contrast is None:
+            plan, contrast_plan = self._plan_targets(encoded, targets, generate, per_token), None
+        else:
+            plan, contrast_plan = plan_with_contrast(self, encoded, targets, contrast, generate, per_token, method)
         policy = _core.BatchPolicy()
         policy.batch_size = batch_size or 0
         policy.memory_budget = self._memory_budget
@@ -251,7 +261,7 @@ class AttributionModel:
             result = method.run(self._engine, encoded, plan, policy, callback, seed)
         finally:
             finish()
-        return Attribution(
+        fields = dict(
             matrix=result.matrix.astype(np.float32),
             tokens=encoded.tokens,
             targets=plan.labels,
@@ -261,6 +271,7 @@ class AttributionModel:
             token_ids=encoded.ids,
             offsets=encoded.offsets,
             special=encoded.special,
+            word_ids=encoded.word_ids,
             target_scores=result.clean_scores,
             standard_errors=None if result.standard_error is None else result.standard_error.astype(np.float32),
             deltas=result.delta,
@@ -271,6 +282,7 @@ class AttributionModel:
             evaluations=result.rows_run,
             seconds=result.seconds,
         )
+        return Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))
 
     def _device_budget(self, session: Session) -> int:
         """Activation bytes a GPU batch may take: the user's budget, else a share of the free device
@@ -309,6 +321,7 @@ class AttributionModel:
             offsets = np.zeros((ids.size, 2), np.int64)
             special = np.array([int(i) in spec.special_ids for i in ids], bool)
             text = ""
+            word_ids = None
         else:
             if not isinstance(text, str):
                 raise InvalidInputError(f"inputs must be text or token ids, got {type(text).__name__}")
@@ -328,9 +341,10 @@ class AttributionModel:
             )
             if ids.size == 0:
                 raise InvalidInputError("the input text tokenizes to nothing")
+            word_ids = tokenizer_word_ids(spec.tokenizer, encoding)
         if spec.vocab_size is not None and (ids.min() < 0 or ids.max() >= spec.vocab_size):
             raise InvalidInputError(f"token ids must be in [0, {spec.vocab_size})")
-        encoded = Encoded(ids, tokens, offsets, special, text)
+        encoded = Encoded(ids, tokens, offsets, special, text, word_ids)
         return self._fit_length(encoded, truncate, reserve=0)
 
     def _fit_length(self, encoded: Encoded, truncate, reserve: int) -> Encoded:
@@ -344,8 +358,9 @@ class AttributionModel:
                 f"{limit}; shorten it or pass truncate='left' or 'right'"
             )
         part = slice(encoded.ids.size - keep, None) if truncate == "left" else slice(0, keep)
+        words = None if encoded.word_ids is None else encoded.word_ids[part]
         return Encoded(
-            encoded.ids[part], encoded.tokens[part], encoded.offsets[part], encoded.special[part], encoded.text
+            encoded.ids[part], encoded.tokens[part], encoded.offsets[part], encoded.special[part], encoded.text, words
         )
 
     def _baseline_id(self, baseline) -> int:

@@ -13,8 +13,8 @@ from ..errors import InvalidInputError
 # bundle's pad token (falling back to unk, then eos).
 TokenBaseline = str | int | None
 TOKEN_BASELINES = ("pad", "mask", "unk", "eos")
-# Feature groups: "token" (each token alone), "word" (whitespace-separated words, via the
-# tokenizer's offsets), or one group id per token (-1 keeps a token fixed).
+# Feature groups: "token" (each token alone), "word" (the tokenizer's words; attribfast.words),
+# or one group id per token (-1 keeps a token fixed).
 Groups = str | tuple
 GROUPINGS = ("token", "word")
 AGGREGATIONS = ("sum", "l2")
