@@ -16,7 +16,7 @@ from ..errors import BundleError, BundleIntegrityError, BundleVersionError
 MANIFEST = "attribfast.json"
 SCHEMA_VERSION = 1
 # The tasks a bundle may hold (each is a module in attribfast.tasks, which owns its graph contract).
-TASKS = ("causal-lm", "sequence-classification", "sentence-similarity")
+TASKS = ("causal-lm", "sequence-classification", "sentence-similarity", "seq2seq")
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -116,7 +116,9 @@ def export_model(
 
     out.mkdir(parents=True, exist_ok=True)
     # Distinct sizes above 1 keep symbolic tracing from merging or specialising dimensions.
-    ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if task.causal else 1, 0, True)
+    # A target_length axis is traced at 5 (a size 1 would be specialised away).
+    ragged = any("target_length" in axes.values() for axes in task.target_input_axes().values())
+    ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if ragged else 1, 0, True)
     extra_args = [extra.example(ids, mask) if extra.example is not None else () for extra in extras]
     say("tracing and converting the graphs")
     example = (ids, mask, targets, extra_args)
