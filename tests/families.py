@@ -90,6 +90,12 @@ FAMILIES = [
             "shared_expert_intermediate_size": 32,
         },
     ),
+    Family(
+        "qwen3_moe",
+        "causal-lm",
+        "Qwen3MoeConfig",
+        {**ROPE, "head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32},
+    ),
     Family("bert", "sequence-classification", "BertConfig", {**SMALL, "max_position_embeddings": 64}, "wordpiece"),
     Family(
         "roberta", "sequence-classification", "RobertaConfig", {**SMALL, "max_position_embeddings": 64}, "wordpiece"

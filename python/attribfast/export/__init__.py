@@ -61,10 +61,11 @@ def export_model(
 
     Args:
         model: a model directory, or a transformers PreTrainedModel.
-        task: "causal-lm", "sequence-classification" or "sentence-similarity".
+        task: "causal-lm", "sequence-classification", "sentence-similarity" or "seq2seq" (an
+            encoder-decoder model: T5, BART, Marian, mBART).
         out_dir: the bundle directory to create.
         tokenizer: a directory or fast tokenizer; defaults to the model directory.
-        score: what a target's score is: "logprob" (default), "prob" or "logit" for causal LMs;
+        score: what a target's score is: "logprob" (default), "prob" or "logit" for causal LMs and seq2seq;
             "logit" (default), "logprob" or "prob" for classifiers; "cosine" for similarity.
         max_length: longest input the bundle accepts; defaults to the model's position limit.
         opset: ONNX opset of the graphs.
