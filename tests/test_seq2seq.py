@@ -162,3 +162,36 @@ def test_models_without_an_encoder_and_a_decoder_are_refused(hf_dirs, tmp_path):
     module = BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8))
     with pytest.raises(UnsupportedArchitectureError, match="'bert' is not an encoder-decoder model"):
         attribfast.export_model(module, task="seq2seq", out_dir=tmp_path / "module", tokenizer=hf_dirs["bert"])
+
+
+def test_target_layouts_are_exact():
+    from attribfast.tasks.seq2seq import token_columns, whole_targets
+
+    pieces = [np.array([5, 6, 7]), np.array([8])]
+    whole = whole_targets(pieces, 9, ("a", "b"))
+    np.testing.assert_array_equal(whole.extras["decoder_input_ids"], [[9, 5, 6], [9, 9, 9]])
+    np.testing.assert_array_equal(whole.extras["score_ids"], [[5, 6, 7], [8, 0, 0]])
+    np.testing.assert_array_equal(whole.extras["score_weights"], [[[1, 1, 1]], [[1, 0, 0]]])
+    assert whole.column_targets == [[0], [1]] and whole.horizons == [-1, -1] and whole.suffixes == [[], []]
+    per = token_columns(pieces, 9, ("5", "6", "7", "8"))
+    np.testing.assert_array_equal(per.extras["score_weights"][0], np.eye(3))
+    np.testing.assert_array_equal(per.extras["score_weights"][1], [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    assert per.column_targets == [[0, 1, 2], [3, -1, -1]]
+    # One gradient row per column: its target's decoder row, a one-hot weight on its position.
+    np.testing.assert_array_equal(per.gradient_extras["decoder_input_ids"][:, 0], [9, 9, 9, 9])
+    np.testing.assert_array_equal(per.gradient_extras["score_ids"][3], [8, 0, 0])
+    one_hot = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]]
+    np.testing.assert_array_equal(per.gradient_extras["score_weights"][:, 0], one_hot)
+    assert len(per.gradient_suffixes) == 4
+
+
+def test_a_tokenizer_that_rewrites_targets_is_refused():
+    from attribfast.errors import ExportError
+    from attribfast.tasks.seq2seq import target_specials
+
+    class Rewrites:
+        def __call__(self, text=None, text_target=None, add_special_tokens=True):
+            return {"input_ids": [1, 2] if text_target is None else [3, 4]}
+
+    with pytest.raises(ExportError, match="special tokens the tokenizer adds"):
+        target_specials(Rewrites())
