@@ -12,6 +12,17 @@ from pathlib import Path
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 ROPE = {**SMALL, "num_key_value_heads": 2, "max_position_embeddings": 64}
+# One encoder and one decoder layer (BART-style configs: bart, marian, mbart).
+SEQ2SEQ = {
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 64,
+}
 
 
 @dataclass(frozen=True)
@@ -20,7 +31,14 @@ class Family:
     task: str
     config: str  # transformers config class
     kwargs: dict
-    tokenizer: str = "bpe"  # "bpe" (byte-level, GPT-2 style), "wordpiece" (BERT style), "bart"
+    # "bpe" (byte-level, GPT-2 style), "wordpiece" (BERT style), "bart"; seq2seq: "t5", "bart", "marian",
+    # "mbart" (tests/tiny_seq2seq.py)
+    tokenizer: str = "bpe"
+    id: str = ""  # the test id and results key where the model_type alone is ambiguous (bart twice)
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
 
 
 FAMILIES = [
@@ -72,6 +90,12 @@ FAMILIES = [
             "shared_expert_intermediate_size": 32,
         },
     ),
+    Family(
+        "qwen3_moe",
+        "causal-lm",
+        "Qwen3MoeConfig",
+        {**ROPE, "head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32},
+    ),
     Family("bert", "sequence-classification", "BertConfig", {**SMALL, "max_position_embeddings": 64}, "wordpiece"),
     Family(
         "roberta", "sequence-classification", "RobertaConfig", {**SMALL, "max_position_embeddings": 64}, "wordpiece"
@@ -118,23 +142,28 @@ FAMILIES = [
         {**SMALL, "max_position_embeddings": 64, "local_attention": 16},
         "wordpiece",
     ),
+    Family("bart", "sequence-classification", "BartConfig", SEQ2SEQ, "bart"),
+    Family("mpnet", "sentence-similarity", "MPNetConfig", {**SMALL, "max_position_embeddings": 66}, "wordpiece"),
     Family(
-        "bart",
-        "sequence-classification",
-        "BartConfig",
+        "t5",
+        "seq2seq",
+        "T5Config",
         {
             "d_model": 32,
-            "encoder_layers": 1,
-            "decoder_layers": 1,
-            "encoder_attention_heads": 4,
-            "decoder_attention_heads": 4,
-            "encoder_ffn_dim": 64,
-            "decoder_ffn_dim": 64,
-            "max_position_embeddings": 64,
+            "d_ff": 64,
+            "d_kv": 8,
+            "num_layers": 1,
+            "num_decoder_layers": 1,
+            "num_heads": 4,
+            "relative_attention_num_buckets": 8,
+            "relative_attention_max_distance": 16,
         },
-        "bart",
+        "t5",
     ),
-    Family("mpnet", "sentence-similarity", "MPNetConfig", {**SMALL, "max_position_embeddings": 66}, "wordpiece"),
+    Family("bart", "seq2seq", "BartConfig", SEQ2SEQ, "bart", id="bart-seq2seq"),
+    # Marian and mBART scale their embeddings by sqrt(d_model), as the released checkpoints do.
+    Family("marian", "seq2seq", "MarianConfig", {**SEQ2SEQ, "scale_embedding": True}, "marian"),
+    Family("mbart", "seq2seq", "MBartConfig", {**SEQ2SEQ, "scale_embedding": True}, "mbart"),
 ]
 
 
@@ -143,7 +172,15 @@ def make_family(family: Family, folder: Path, seed: int = 0) -> Path:
     import torch
     import transformers
     from tiny_models import bart_tokenizer, bert_tokenizer, gpt2_tokenizer
+    from tiny_seq2seq import seq2seq_tokenizer
 
+    if family.task == "seq2seq":
+        fast, fields = seq2seq_tokenizer(family.tokenizer)
+        config = getattr(transformers, family.config)(**family.kwargs, **fields, vocab_size=len(fast))
+        torch.manual_seed(seed)
+        transformers.AutoModelForSeq2SeqLM.from_config(config).eval().save_pretrained(folder)
+        fast.save_pretrained(folder)
+        return folder
     fast = {"bpe": gpt2_tokenizer, "wordpiece": bert_tokenizer, "bart": bart_tokenizer}[family.tokenizer]()
     special = {}
     for name in ("pad", "bos", "eos", "cls", "sep", "mask", "unk"):
@@ -176,16 +213,19 @@ def markdown(results: dict) -> str:
         "",
         "Generated from the CI test `tests/test_families.py`: `ATTRIBFAST_FAMILY_RESULTS=r.json python -m pytest",
         "tests/test_families.py`, then `python tests/families.py r.json > docs/models.md`. Each family: a tiny",
-        "random-init model (2 layers, width 32) with a tokenizer trained in the test, exported, then occlusion",
-        "compared with Captum within 1e-5 and input x gradient within 1e-4. Export seconds are from one run on",
-        "the 2-core CI machine, with the rest of the suite. Other architectures are not refused: the exporter's",
-        "validation against torch decides.",
+        "random-init model (2 layers, width 32; encoder-decoders: one encoder and one decoder layer)",
+        "with a tokenizer trained in the test, exported, then occlusion compared with Captum within 1e-5 and input",
+        "x gradient within 1e-4. seq2seq scores a target text by teacher forcing (its tokens with the special",
+        "tokens the family's tokenizer adds to targets, the decoder starting from decoder_start_token_id); Captum",
+        "runs on the Hugging Face model's own forward, whose score must equal its loss on the same labels.",
+        "Export seconds are from one run on the 2-core CI machine, with the rest of the suite. Other",
+        "architectures are not refused: the exporter's validation against torch decides.",
         "",
         "| family (model_type) | task | export (s) | occlusion = Captum | gradient = Captum |",
         "| --- | --- | ---: | --- | --- |",
     ]
     for family in FAMILIES:
-        r = results.get(family.name)
+        r = results.get(family.key)
         if r is None:
             lines.append(f"| {family.name} | {family.task} | | not run | not run |")
             continue

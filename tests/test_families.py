@@ -19,12 +19,14 @@ import torch
 from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import Occlusion as CaptumOcclusion
 from families import FAMILIES, make_family
+from transformers import AutoTokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor.*did not already require gradients:UserWarning")
 
 PROMPT = "the quick brown fox jumps"
 CONTINUATION = " over the"
 REFERENCE = "a small model trained on plain english"
+TRANSLATION = "over"  # short: scores stay small, so float32 rounding stays far below 1e-5
 
 
 def torch_model(folder, task):
@@ -34,6 +36,7 @@ def torch_model(folder, task):
         "causal-lm": transformers.AutoModelForCausalLM,
         "sequence-classification": transformers.AutoModelForSequenceClassification,
         "sentence-similarity": transformers.AutoModel,
+        "seq2seq": transformers.AutoModelForSeq2SeqLM,
     }[task]
     transformers.utils.logging.disable_progress_bar()
     return auto.from_pretrained(folder, attn_implementation="eager").eval()
@@ -65,6 +68,29 @@ def score_of_embeddings(model, task, extra):
     return similarity
 
 
+def seq2seq_scores(model, labels: list[int]):
+    """(f(source ids [B, n]), f(source embeddings [B, n, H])) -> [B]: the log-probability of the
+    target tokens `labels`, teacher-forced from decoder_start_token_id, summed. The embeddings are
+    the embedding module's output; Marian's encoder scales them by embed_scale (as it does from ids)."""
+    target = torch.tensor([labels])
+    decoder = torch.tensor([[model.config.decoder_start_token_id, *labels[:-1]]])
+    scale = getattr(model.get_encoder(), "embed_scale", None)
+    scale = scale if isinstance(scale, float) else 1.0
+
+    def total(logits):
+        picked = torch.log_softmax(logits, -1).gather(-1, target.expand(len(logits), -1).unsqueeze(-1))
+        return picked.squeeze(-1).sum(-1)
+
+    def from_ids(ids):
+        return total(model(input_ids=ids, decoder_input_ids=decoder.expand(len(ids), -1)).logits)
+
+    def from_embeddings(embeds):
+        decoder_ids = decoder.expand(len(embeds), -1)
+        return total(model(inputs_embeds=embeds * scale, decoder_input_ids=decoder_ids).logits)
+
+    return from_ids, from_embeddings
+
+
 def bart_class_logit(model, target):
     """BART's classification of ids, written over embeddings: the decoder reads the input shifted
     right after decoder_start_token_id, the head reads the state at the final EOS (the last token)."""
@@ -88,7 +114,7 @@ def record(name, result):
         file.write_text(json.dumps(results, indent=2))
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.key for f in FAMILIES])
 def test_family_exports_and_agrees_with_captum(family, tmp_path):
     folder = make_family(family, tmp_path / "model")
     started = time.perf_counter()
@@ -103,11 +129,24 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
         targets, extra = [CONTINUATION], tokenizer.encode(CONTINUATION, add_special_tokens=False).ids
     elif family.task == "sequence-classification":
         targets, extra = ["positive"], 2
+    elif family.task == "seq2seq":
+        targets = [TRANSLATION]
+        labels = AutoTokenizer.from_pretrained(folder)(text_target=TRANSLATION)["input_ids"]
+        score_ids, score = seq2seq_scores(reference, labels)
+        with torch.no_grad():  # the teacher-forced score is the model's own loss on these labels
+            loss = reference(input_ids=ids, labels=torch.tensor([labels])).loss
+            np.testing.assert_allclose(score_ids(ids), -loss * len(labels), rtol=1e-5)
+            np.testing.assert_allclose(score(table(ids)), score_ids(ids), atol=1e-5)
     else:
         targets = [REFERENCE]
         with torch.no_grad():
             extra = reference(torch.tensor([tokenizer.encode(REFERENCE).ids])).last_hidden_state.mean(1)[0]
-    score = score_of_embeddings(reference, family.task, extra)
+    if family.task != "seq2seq":
+        score = score_of_embeddings(reference, family.task, extra)
+
+        def score_ids(x):
+            return score(table(x))
+
     if family.task == "sequence-classification":
         with torch.no_grad():  # the embeddings route is the model's own route from ids
             np.testing.assert_allclose(score(table(ids)), reference(ids).logits[:, extra], atol=1e-5)
@@ -115,7 +154,7 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
     occlusion = model.attribute(PROMPT, targets=targets, method="occlusion")
     with torch.no_grad():
         expected_occlusion = (
-            CaptumOcclusion(lambda x: score(table(x)))
+            CaptumOcclusion(score_ids)
             .attribute(ids, sliding_window_shapes=(1,), baselines=model._baseline_id(None))[0]
             .numpy()
         )
@@ -126,7 +165,7 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
     expected = CaptumInputXGradient(score).attribute(embeds).sum(-1)[0].detach()
     gradient_ok = bool(np.abs(gradient.matrix[:, 0] - expected.numpy()).max() <= 1e-4)
     record(
-        family.name,
+        family.key,
         {"task": family.task, "export_seconds": seconds, "occlusion": occlusion_ok, "gradient": gradient_ok},
     )
     np.testing.assert_allclose(occlusion.matrix[:, 0], expected_occlusion, atol=1e-5, rtol=0)

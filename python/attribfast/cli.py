@@ -162,10 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a Hugging Face model directory to a bundle")
     export.add_argument("model_dir", help="local Hugging Face model directory (config, weights, tokenizer)")
-    export.add_argument("--task", required=True, help="causal-lm, sequence-classification or sentence-similarity")
+    export.add_argument(
+        "--task", required=True, help="causal-lm, sequence-classification, sentence-similarity or seq2seq"
+    )
     export.add_argument("-o", "--output", required=True, help="bundle directory to create")
     export.add_argument(
-        "--score", help="score kind (causal-lm: logprob, prob, logit; classifiers: logit, logprob, prob; cosine)"
+        "--score",
+        help="score kind (causal-lm and seq2seq: logprob, prob, logit; classifiers: logit, logprob, prob; cosine)",
     )
     export.add_argument(
         "--max-length", type=int, help="longest input the bundle accepts (default: the model's position limit)"
@@ -187,10 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("bundle", help="bundle directory written by `attribfast export`")
     explain.add_argument("--text", required=True, help="the input text whose tokens are attributed")
     explain.add_argument(
-        "--target", action="append", help="a target: continuation, class or reference text (repeat for several)"
+        "--target",
+        action="append",
+        help="a target: continuation, class, reference text or seq2seq output text (repeat for several)",
     )
-    explain.add_argument("--generate", type=int, help="generate N tokens and attribute each (causal LMs)")
-    explain.add_argument("--per-token", action="store_true", help="one column per continuation token (causal LMs)")
+    explain.add_argument(
+        "--generate", type=int, help="generate N tokens greedily and attribute each (causal LMs, seq2seq)"
+    )
+    explain.add_argument("--per-token", action="store_true", help="one column per target token (causal LMs, seq2seq)")
     explain.add_argument(
         "--contrast",
         action="append",

@@ -205,12 +205,15 @@ class AttributionModel:
 
         inputs: a text (or a list of token ids); a list of texts gives a list of results.
         targets: continuation strings (causal LMs: score = log-probability of the continuation given
-            the text, teacher-forced, summed over its tokens), class names or ids (classifiers),
-            reference sentences (similarity), score columns (own ONNX models); or a mapping
-            {column label: target}. None: the model's top prediction.
-        generate: greedily generate this many tokens (causal LMs) and attribute each.
-        per_token: causal LMs: one column per continuation token (log p of that token given the
-            text and the tokens before it), labelled by the token.
+            the text, teacher-forced, summed over its tokens), output texts (seq2seq: the same for
+            the decoder, with the special tokens the tokenizer adds to targets), class names or ids
+            (classifiers), reference sentences (similarity), score columns (own ONNX models); or a
+            mapping {column label: target}. None: the model's top prediction (seq2seq: its greedy
+            output, up to the end-of-sequence token or 32 tokens).
+        generate: greedily generate this many tokens (causal LMs; seq2seq: at most this many,
+            ending at the end-of-sequence token) and attribute each.
+        per_token: causal LMs and seq2seq: one column per target token (log p of that token given
+            the text and the tokens before it), labelled by the token.
         method: a name from attribfast.METHODS or a config such as attribfast.Occlusion(window=2).
         batch_size: rows per model run (default: chosen from the memory budget).
         progress: True for a progress bar, or a callable (rows_done, rows_total).

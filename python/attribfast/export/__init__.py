@@ -61,10 +61,11 @@ def export_model(
 
     Args:
         model: a model directory, or a transformers PreTrainedModel.
-        task: "causal-lm", "sequence-classification" or "sentence-similarity".
+        task: "causal-lm", "sequence-classification", "sentence-similarity" or "seq2seq" (an
+            encoder-decoder model: T5, BART, Marian, mBART).
         out_dir: the bundle directory to create.
         tokenizer: a directory or fast tokenizer; defaults to the model directory.
-        score: what a target's score is: "logprob" (default), "prob" or "logit" for causal LMs;
+        score: what a target's score is: "logprob" (default), "prob" or "logit" for causal LMs and seq2seq;
             "logit" (default), "logprob" or "prob" for classifiers; "cosine" for similarity.
         max_length: longest input the bundle accepts; defaults to the model's position limit.
         opset: ONNX opset of the graphs.
@@ -116,7 +117,9 @@ def export_model(
 
     out.mkdir(parents=True, exist_ok=True)
     # Distinct sizes above 1 keep symbolic tracing from merging or specialising dimensions.
-    ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if task.causal else 1, 0, True)
+    # A target_length axis is traced at 5 (a size 1 would be specialised away).
+    ragged = any("target_length" in axes.values() for axes in task.target_input_axes().values())
+    ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if ragged else 1, 0, True)
     extra_args = [extra.example(ids, mask) if extra.example is not None else () for extra in extras]
     say("tracing and converting the graphs")
     example = (ids, mask, targets, extra_args)

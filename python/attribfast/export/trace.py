@@ -77,7 +77,7 @@ def trace_joint(
     args = (embeds, mask, *targets, *[a for group in extra_args for a in group], ids)
     input_names = ["inputs_embeds", "attention_mask", *task.target_inputs]
     axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    axes.update({name: task.target_axes for name in task.target_inputs})
+    axes.update(task.target_input_axes())
     for extra in extras:
         input_names += list(extra.inputs)
         axes.update(extra.inputs)

@@ -70,6 +70,10 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
             if check is not None:
                 full = check(model, embeds, mask, *targets, score_module=score_module)
                 errors["model_forward"] = max(errors.get("model_forward", 0.0), float(np.abs(full - reference).max()))
+            from_ids = getattr(task, "model_scores_from_ids", None)
+            if from_ids is not None:
+                full = from_ids(model, ids, mask, *targets, score_module=score_module)
+                errors["model_forward"] = max(errors.get("model_forward", 0.0), float(np.abs(full - reference).max()))
         leaf = embeds.clone().requires_grad_(True)
         with torch.enable_grad():
             (grad_reference,) = torch.autograd.grad(score_module(leaf, mask, *targets).sum(), leaf)

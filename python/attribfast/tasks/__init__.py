@@ -8,9 +8,10 @@ from .base import ExtraGraph, TargetPlan, Task
 from .causal_lm import CausalLM
 from .classification import Classification
 from .scores import Scores
+from .seq2seq import Seq2Seq
 from .similarity import Similarity
 
-TASKS: dict[str, Task] = {task.name: task for task in (CausalLM(), Classification(), Similarity())}
+TASKS: dict[str, Task] = {task.name: task for task in (CausalLM(), Classification(), Similarity(), Seq2Seq())}
 # Models brought as plain ONNX (AttributionModel.from_onnx) get this task; bundles never do.
 SCORES = Scores()
 

@@ -72,6 +72,10 @@ class Task:
     def check_model(self, model) -> None:
         """Raises UnsupportedArchitectureError when the model lacks what the task needs."""
 
+    def target_input_axes(self) -> dict:
+        """Dynamic axes of each target input (the same target_axes for all unless a task says otherwise)."""
+        return {name: self.target_axes for name in self.target_inputs}
+
     def score_module(self, model, score: str):
         """The module (inputs_embeds, attention_mask, *targets) -> scores [batch, n_targets]."""
         raise NotImplementedError
