@@ -1,13 +1,21 @@
 """Python smoke under ASan/UBSan (run by .ci/sanitize with the sanitized extension first on the path).
 
-Every method once on the shipped model, and issue 17's repros, which must raise typed errors: a heap
-overflow or undefined behaviour anywhere in the core or the bindings aborts the process.
+Every method once on the shipped model, issue 17's repros, which must raise typed errors, and
+non-finite scores, whose messages name the row: a heap overflow or undefined behaviour anywhere in
+the core or the bindings aborts the process. Argument: the folder .ci/sanitize wrote the test
+graphs to.
 """
+
+import os
+import sys
 
 import attribfast
 import numpy as np
+from attribfast import _core
 from attribfast.demo import shipped_bundle
-from attribfast.errors import AttribfastError
+from attribfast.errors import AttribfastError, NonFiniteScoreError
+
+MODELS = sys.argv[1]  # log_score.onnx and singular_gradient.onnx, written by .ci/sanitize
 
 maps = open("/proc/self/maps").read()
 if "libasan" not in maps or "libubsan" not in maps or "build/asan/site/attribfast" not in attribfast.__file__:
@@ -46,4 +54,25 @@ for text, method in repros:
     except AttribfastError:
         continue
     raise SystemExit(f"no typed error for {method}")
-print(f"sanitizer smoke: 8 methods and {len(repros)} repros clean")
+
+# Non-finite scores, whose messages name the variant (engine) and the point on the path (gradient).
+own = attribfast.AttributionModel.from_onnx(os.path.join(MODELS, "log_score.onnx"), pad_id=0)
+for method in ("occlusion", attribfast.ShapleySampling(n_permutations=2), attribfast.FeatureAblation()):
+    try:
+        own.attribute([1, 2, 1], targets=[0, 1], method=method)
+        raise SystemExit(f"no NonFiniteScoreError for {method}")
+    except NonFiniteScoreError as error:
+        assert "replaced" in str(error), error
+problem = _core.GradientProblem()
+problem.ids, problem.suffixes = [1, 2], [[]]
+embeddings = np.array([[-1, -1], [1, 1], [2, 0]], np.float32)
+session = attribfast.Session(os.path.join(MODELS, "singular_gradient.onnx"))._session
+try:
+    _core.integrated_gradients(
+        session, problem, embeddings, embeddings[[0, 0]], "riemann_left", 2, 0.0, 0.0, 2, "sum",
+        _core.BatchPolicy(), None,
+    )
+    raise SystemExit("no NonFiniteScoreError for the singular gradient")
+except NonFiniteScoreError as error:
+    assert "at alpha 0.5" in str(error), error
+print(f"sanitizer smoke: 8 methods, {len(repros)} repros and the non-finite messages clean")

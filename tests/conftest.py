@@ -5,6 +5,11 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 # Reference tests use torch; two threads keep it from oversubscribing the 2-core machines.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Verification stamps go to a fresh cache per run, never the user's ~/.cache.
+if "ATTRIBFAST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["ATTRIBFAST_CACHE"] = tempfile.mkdtemp(prefix="attribfast-cache-")
 
 
 import pytest  # noqa: E402

@@ -101,6 +101,50 @@ def interaction_score_model(table: np.ndarray, pair_weight: float) -> bytes:
     return _model(nodes, SCORE_INPUTS, outputs, inits)
 
 
+def log_score_model(table: np.ndarray) -> bytes:
+    """scores[b, t] = log(sum_s mask[b, s] * table[ids[b, s], t]): linear_score_model's scores through a
+    log, so NaN exactly for the variants whose column sum is negative (-inf where it is 0)."""
+    nodes, inits = _masked_rows(table)
+    nodes.append(helper.make_node("Log", ["linear"], ["scores"]))
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", table.shape[1]])]
+    return _model(nodes, SCORE_INPUTS, outputs, inits)
+
+
+def singular_gradient_model(log_score: bool) -> bytes:
+    """A gradient graph over embeddings: with S = sum of the unmasked embeddings of a row, the score is
+    log(S^2) (log_score) or S^2, and the "gradient" 2 / S at every unmasked element. At S = 0 the log
+    score is -inf and the gradient +-inf; the plain score stays finite there."""
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["inputs_embeds", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axes12"], ["total"], keepdims=0),
+        helper.make_node("Unsqueeze", ["total", "axis1"], ["total2"]),
+        helper.make_node("Mul", ["total2", "total2"], ["square"]),
+        helper.make_node("Log" if log_score else "Identity", ["square"], ["scores"]),
+        helper.make_node("Div", ["two", "total2"], ["slope"]),
+        helper.make_node("Unsqueeze", ["slope", "axis2"], ["slope3"]),
+        helper.make_node("Mul", ["mask3", "slope3"], ["slope_rows"]),
+        helper.make_node("Shape", ["inputs_embeds"], ["shape"]),
+        helper.make_node("Expand", ["slope_rows", "shape"], ["embeds_grad"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "axes12"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, ["batch", "seq", "hidden"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1]),
+        helper.make_tensor_value_info("embeds_grad", TensorProto.FLOAT, ["batch", "seq", "hidden"]),
+    ]
+    return _model(nodes, inputs, outputs, inits)
+
+
 def nan_score_model() -> bytes:
     """scores = log(-1) * mask sum: always NaN."""
     nodes = [

@@ -111,7 +111,7 @@ def test_tokenizer_and_embeddings_paths_are_checked_too(bundle, field):
 @pytest.mark.parametrize("value", [5, "", None, ["forward.onnx"]])
 def test_malformed_paths_are_bundle_errors(bundle, value):
     edit(bundle, set_graph(value))
-    with pytest.raises(BundleError, match="graphs.forward.file must be a file name"):
+    with pytest.raises(BundleError, match="graphs.forward.file"):
         attribfast.load(bundle)
 
 

@@ -6,12 +6,15 @@ validation), and both sides use the same quadrature nodes (Captum's definitions)
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import attribfast
 import numpy as np
 import pytest
 import torch
 from attribfast import _core
-from attribfast.errors import InvalidInputError
+from attribfast.errors import ConvergenceWarning, InvalidInputError
 from captum.attr import InputXGradient as CaptumInputXGradient
 from captum.attr import LayerIntegratedGradients
 from captum.attr import Saliency as CaptumSaliency
@@ -54,7 +57,7 @@ def captum_lig_causal(torch_model, model, text, continuation, method, n_steps):
 def test_integrated_gradients_equals_captum_on_causal_lms(models, torch_models, name, method):
     model = models[name]
     result = model.attribute(
-        PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=16, method=method)
+        PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=16, method=method, tolerance=None)
     )
     for column, continuation in enumerate(CONTINUATIONS):
         expected, delta = captum_lig_causal(torch_models[name], model, PROMPT, continuation, method, 16)
@@ -65,7 +68,8 @@ def test_integrated_gradients_equals_captum_on_causal_lms(models, torch_models, 
 def test_integrated_gradients_equals_captum_on_bert_classes(models, torch_models):
     model, torch_model = models["bert"], torch_models["bert"]
     text = "hello world this is a test"
-    result = model.attribute(text, targets=["positive", "negative"], method=attribfast.IntegratedGradients(n_steps=20))
+    method = attribfast.IntegratedGradients(n_steps=20, tolerance=None)
+    result = model.attribute(text, targets=["positive", "negative"], method=method)
     ids = ids_of(model, text)
     lig = LayerIntegratedGradients(lambda x: torch_model(x).logits, torch_model.get_input_embeddings())
     for column, label in enumerate(["positive", "negative"]):
@@ -108,7 +112,8 @@ def test_saliency_on_bert_classes_equals_captum(models, torch_models):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])
 def test_completeness_at_64_gauss_legendre_steps(models, name):
     targets = CONTINUATIONS if name != "bert" else ["negative", "neutral", "positive"]
-    result = models[name].attribute(PROMPT, targets=targets, method=attribfast.IntegratedGradients(n_steps=64))
+    method = attribfast.IntegratedGradients(n_steps=64, tolerance=None)
+    result = models[name].attribute(PROMPT, targets=targets, method=method)
     assert np.all(np.abs(result.deltas) <= 1e-3), result.deltas
     # The delta is what it says: sum of attributions minus f(x) - f(baseline).
     assert result.deltas.shape == (len(targets),)
@@ -131,16 +136,58 @@ def test_results_do_not_depend_on_the_batch_size(models):
         np.testing.assert_allclose(results[0].deltas, other.deltas, atol=1e-5, rtol=0)
 
 
-def test_adaptive_mode_raises_steps_until_the_tolerance(models):
-    loose = models["gpt2"].attribute(PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=2))
-    adaptive = models["gpt2"].attribute(
-        PROMPT,
-        targets=CONTINUATIONS,
-        method=attribfast.IntegratedGradients(n_steps=2, tolerance=1e-4, max_steps=256),
+def _path_difference(result):
+    """f(input) - f(baseline) per target: the attributions' sum minus the convergence delta."""
+    return result.matrix.astype(np.float64).sum(axis=0) - result.deltas
+
+
+def test_by_default_steps_double_until_delta_is_within_5_percent(models):
+    fixed = models["gpt2"].attribute(
+        PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=2, tolerance=None)
     )
-    assert np.any(np.abs(loose.deltas) > 1e-4), "two steps should not already converge"
-    assert np.all((np.abs(adaptive.deltas) <= 1e-4) | (adaptive.steps == 256))
-    assert np.all(adaptive.steps >= 2) and np.any(adaptive.steps > 2)
+    assert np.all(fixed.steps == 2)
+    loose = np.abs(fixed.deltas) > 0.05 * np.abs(_path_difference(fixed)) + 1e-4
+    assert np.any(loose), "two steps should not already converge (the control)"
+    adaptive = models["gpt2"].attribute(PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=2))
+    bound = 0.05 * np.abs(_path_difference(adaptive)) + 1e-4
+    assert np.all(np.abs(adaptive.deltas) <= bound + 1e-6), (adaptive.deltas, bound)
+    assert np.all(adaptive.steps[loose] > 2)
+    assert set(np.log2(adaptive.steps / 2)) <= set(range(9)), "steps double from n_steps"
+
+
+def test_stopping_short_warns_with_the_delta_and_steps_and_records_them(models):
+    method = attribfast.IntegratedGradients(n_steps=2, max_steps=4, tolerance=1e-6, absolute_tolerance=0.0)
+    with pytest.warns(ConvergenceWarning) as record:
+        result = models["gpt2"].attribute(PROMPT, targets=CONTINUATIONS, method=method)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == len(CONTINUATIONS)
+    for message, target, delta in zip(messages, CONTINUATIONS, result.deltas, strict=True):
+        expected = rf"integrated gradients did not converge for target '{target}': \|delta\| = .* after 4 steps"
+        assert re.match(expected, message)
+        assert f"{abs(delta):.4g}" in message
+    assert np.all(result.steps == 4) and np.all(np.abs(result.deltas) > 0)
+
+
+def test_tolerance_none_keeps_fixed_steps_without_warnings(models):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = models["gpt2"].attribute(
+            PROMPT, targets=CONTINUATIONS, method=attribfast.IntegratedGradients(n_steps=2, tolerance=None)
+        )
+    assert np.all(result.steps == 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tolerance": 0}, {"tolerance": -0.1}, {"tolerance": float("nan")}, {"tolerance": "0.05"},
+        {"absolute_tolerance": -1.0}, {"absolute_tolerance": None}, {"baseline": np.zeros((2, 2), object)},
+        {"baseline": np.zeros(3)}, {"baseline": np.full((2, 2), 1e300)}, {"baseline": 3},
+    ],
+)
+def test_integrated_gradients_parameters_are_checked_when_configured(kwargs):
+    with pytest.raises(InvalidInputError):
+        attribfast.IntegratedGradients(**kwargs)
 
 
 def test_captum_trapezoid_weights_are_biased_and_ours_are_normalised():

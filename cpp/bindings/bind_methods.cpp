@@ -153,6 +153,10 @@ void bind_methods(py::module_& m) {
         if (r.steps.empty()) return py::none();
         return py::array_t<int64_t>(r.steps.size(), r.steps.data());
       })
+      .def_property_readonly("baseline_scores", [](const AttributionResult& r) -> py::object {
+        if (r.baseline_scores.empty()) return py::none();
+        return py::array_t<double>(r.baseline_scores.size(), r.baseline_scores.data());
+      })
       .def_readonly("rows_run", &AttributionResult::rows_run)
       .def_readonly("samples", &AttributionResult::samples)
       .def_readonly("seconds", &AttributionResult::seconds);
@@ -231,17 +235,18 @@ void bind_methods(py::module_& m) {
   using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
   m.def("integrated_gradients", [](const Session& s, const GradientProblem& problem, const FloatArray& embeddings,
                                    const FloatArray& baseline, const std::string& method, const py::object& n_steps,
-                                   const py::object& tolerance, const py::object& max_steps,
-                                   const std::string& aggregation, const BatchPolicy& policy,
-                                   const py::object& progress) {
+                                   const py::object& tolerance, const py::object& relative_tolerance,
+                                   const py::object& max_steps, const std::string& aggregation,
+                                   const BatchPolicy& policy, const py::object& progress) {
     IntegratedGradientsParams params{method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps),
-                                     real_arg(tolerance, "tolerance"),
+                                     real_arg(tolerance, "tolerance"), real_arg(relative_tolerance, "relative_tolerance"),
                                      int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
                                      aggregation_of(aggregation)};
     return run_gradient_method(s, problem, embeddings, baseline, policy, progress,
                                [&](GradientRunner& r) { return integrated_gradients(r, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("baseline"), py::arg("method"),
-     py::arg("n_steps"), py::arg("tolerance"), py::arg("max_steps"), py::arg("aggregation"), py::arg("policy"),
+     py::arg("n_steps"), py::arg("tolerance"), py::arg("relative_tolerance"), py::arg("max_steps"),
+     py::arg("aggregation"), py::arg("policy"),
      py::arg("progress") = py::none());
   m.def("gradient_at_input", [](const Session& s, const GradientProblem& problem, const FloatArray& embeddings,
                                 const std::string& kind, const std::string& aggregation, const BatchPolicy& policy,

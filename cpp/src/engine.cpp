@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 
 namespace attribfast {
@@ -26,7 +27,36 @@ int64_t row_elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// Which input a row was: "the unperturbed input", or "the input with tokens 0 to 2, 5 replaced".
+// Names at most kShown runs of changed positions, so the message stays one line.
+std::string describe_variant(const std::vector<int64_t>& variant, const std::vector<int64_t>& clean) {
+  constexpr int kShown = 8;
+  std::string runs;
+  int shown = 0;
+  int64_t changed = 0;
+  const auto n = static_cast<int64_t>(clean.size());
+  for (int64_t p = 0; p < n; ++p) {
+    if (variant[p] == clean[p]) continue;
+    int64_t last = p;
+    while (last + 1 < n && variant[last + 1] != clean[last + 1]) ++last;
+    changed += last - p + 1;
+    if (shown++ < kShown) {
+      runs += (runs.empty() ? "" : ", ") + std::to_string(p) + (last > p ? " to " + std::to_string(last) : "");
+    } else if (shown == kShown + 1) {
+      runs += ", ...";
+    }
+    p = last;
+  }
+  if (changed == 0) return "the unperturbed input";
+  return std::string("the input with token") + (changed > 1 ? "s " : " ") + runs + " replaced";
+}
+
 }  // namespace
+
+std::string non_finite_name(double value) {
+  if (std::isnan(value)) return "nan";
+  return value > 0 ? "inf" : "-inf";
+}
 
 int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
   if (policy.batch_size > 0) return policy.batch_size;
@@ -212,8 +242,9 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
         const double value = scores.element_type() == ort::kFloat32 ? static_cast<const float*>(scores.data())[k]
                                                                      : static_cast<const double*>(scores.data())[k];
         if (!std::isfinite(value)) {
-          throw NumericalError("the model returned a non-finite score (" + std::to_string(value) + ") for target " +
-                               std::to_string(columns[c]));
+          throw NumericalError("the model returned a non-finite score (" + non_finite_name(value) + ") for target " +
+                               std::to_string(columns[c]) + " on " +
+                               describe_variant(*variants[row.variant], problem_.ids));
         }
         out[row.variant * n_targets + columns[c]] = value;
       }

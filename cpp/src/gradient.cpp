@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <sstream>
+#include <string>
 
 #include "attribfast/math.h"
 
@@ -36,6 +38,15 @@ double aggregate(const double* values, int64_t hidden, Aggregation aggregation) 
   return std::sqrt(total);
 }
 
+// Where on the path a row was evaluated, for error messages.
+std::string describe_point(double alpha) {
+  if (alpha == 1.0) return "at the input";
+  if (alpha == 0.0) return "at the baseline";
+  std::ostringstream out;
+  out << "at alpha " << alpha << " on the path from the baseline to the input";
+  return out.str();
+}
+
 }  // namespace
 
 GradientRunner::GradientRunner(const Session& session, GradientProblem problem, BatchPolicy policy,
@@ -57,7 +68,7 @@ GradientRunner::GradientRunner(const Session& session, GradientProblem problem, 
                                 [](float v) { return !std::isfinite(v); });
   if (bad != problem_.baseline.end()) {
     const int64_t k = bad - problem_.baseline.begin();
-    throw InvalidInputError("the baseline has a non-finite value (" + std::to_string(*bad) + ") at token " +
+    throw InvalidInputError("the baseline has a non-finite value (" + non_finite_name(*bad) + ") at token " +
                             std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden));
   }
   auto require = [](bool found, const std::string& what, const std::string& name) {
@@ -169,9 +180,18 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     const auto* grad_data = static_cast<const float*>(grads.data());
     for (int64_t b = 0; b < batch; ++b) {
       const float* g = grad_data + b * seq * hidden;
-      const bool finite = std::isfinite(score_data[b]) &&
-                          std::all_of(g, g + n * hidden, [](float v) { return std::isfinite(v); });
-      if (!finite) throw NumericalError("the model returned a non-finite score or gradient");
+      const Row& row = rows[order[begin + b]];
+      if (!std::isfinite(score_data[b])) {
+        throw NumericalError("the model returned a non-finite score (" + non_finite_name(score_data[b]) +
+                             ") for target " + std::to_string(row.target) + " " + describe_point(row.alpha));
+      }
+      const float* bad = std::find_if(g, g + n * hidden, [](float v) { return !std::isfinite(v); });
+      if (bad != g + n * hidden) {
+        const int64_t k = bad - g;
+        throw NumericalError("the model returned a non-finite gradient (" + non_finite_name(*bad) + ") at token " +
+                             std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden) +
+                             ", for target " + std::to_string(row.target) + " " + describe_point(row.alpha));
+      }
       consume(order[begin + b], score_data[b], g);
     }
     rows_run_ += batch;
@@ -185,7 +205,9 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   const int64_t hidden = runner.hidden_size();
   const int64_t n_targets = runner.n_targets();
   math::check_real("tolerance", params.tolerance, 0.0, false);
-  if (params.tolerance > 0 && params.max_steps < params.n_steps) {
+  math::check_real("relative_tolerance", params.relative_tolerance, 0.0, false);
+  const bool adaptive = params.tolerance > 0 || params.relative_tolerance > 0;
+  if (adaptive && params.max_steps < params.n_steps) {
     throw InvalidInputError("max_steps must be >= n_steps");
   }
   AttributionResult result;
@@ -195,7 +217,8 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
   result.clean_scores.assign(n_targets, 0.0);
   result.delta.assign(n_targets, 0.0);
   result.steps.assign(n_targets, params.n_steps);
-  std::vector<double> baseline_scores(n_targets, 0.0);
+  std::vector<double>& baseline_scores = result.baseline_scores;
+  baseline_scores.assign(n_targets, 0.0);
   const auto& x = runner.input_embeddings();
   const auto& base = runner.baseline();
 
@@ -245,7 +268,9 @@ AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedG
       }
       result.delta[t] = total - (result.clean_scores[t] - baseline_scores[t]);
       result.steps[t] = steps;
-      if (params.tolerance > 0 && std::fabs(result.delta[t]) > params.tolerance && steps * 2 <= params.max_steps) {
+      const double allowed =
+          params.tolerance + params.relative_tolerance * std::fabs(result.clean_scores[t] - baseline_scores[t]);
+      if (adaptive && std::fabs(result.delta[t]) > allowed && steps * 2 <= params.max_steps) {
         retry.push_back(t);
       }
     }

@@ -54,6 +54,9 @@ class Attribution:
         n_tokens, n_targets = matrix.shape
         set_ = object.__setattr__
         set_(self, "matrix", matrix)
+        # Plain values only, so that to_dict() and save() can write them (a config may hold numpy
+        # integers, e.g. seed=np.int64(0)).
+        set_(self, "parameters", _plain(dict(self.parameters)))
         set_(self, "tokens", tuple(str(t) for t in self.tokens))
         set_(self, "targets", tuple(str(t) for t in self.targets))
         if len(self.tokens) != n_tokens:
@@ -275,6 +278,18 @@ class Attribution:
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+def _plain(value):
+    """value with numpy scalars and arrays made Python numbers and lists, through dicts, lists and tuples."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_plain(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 def word_groups(text: str, offsets: np.ndarray, special: np.ndarray | None) -> list[int]:

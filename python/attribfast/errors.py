@@ -45,6 +45,10 @@ class ProviderWarning(UserWarning):
     """A requested execution provider could not be used; the session runs elsewhere."""
 
 
+class ConvergenceWarning(UserWarning):
+    """Integrated gradients stopped at max_steps with a convergence delta above its tolerance."""
+
+
 # Bundles and export.
 class ExportError(AttribfastError):
     """Exporting a model to a bundle failed (including validation above tolerance)."""
@@ -85,6 +89,10 @@ class BundleIntegrityError(BundleError):
 
 class BundleVersionError(BundleError):
     """The bundle was written with a newer schema version than this attribfast reads."""
+
+
+class BundleContractError(BundleError):
+    """A graph's inputs or outputs differ from what the manifest declares or the task feeds."""
 
 
 # Attribution requests.

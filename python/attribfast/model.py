@@ -12,6 +12,7 @@ from . import _core
 from ._runtime import PROVIDERS_ENV, default_providers
 from .attribution import Attribution
 from .bundle import Bundle
+from .checks import check_target_texts, check_text, optional_count
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
 from .methods import METHODS, Method, resolve_method
@@ -37,6 +38,7 @@ def load(
     threads: int | None = None,
     memory_budget: int | None = None,
     device_id: int = 0,
+    verify: bool | str = True,
 ) -> AttributionModel:
     """Loads a bundle (verifying its file hashes) for attribution; needs no torch.
 
@@ -45,8 +47,12 @@ def load(
     threads: intra-op threads (None: ORT decides). memory_budget: bytes of activations a batch may
     take (default: 1 GiB on CPU, half the free device memory on a GPU); batch sizes follow from it.
     device_id: the CUDA device ordinal.
+    verify: True (default) checks every file's sha256 against the manifest, skipping files whose
+    stamp in the user's cache ($ATTRIBFAST_CACHE, else ~/.cache/attribfast) shows them unchanged
+    since they were verified; "always" re-hashes every file; False skips hashing. The manifest
+    schema, bundle paths and graph contract are checked in every mode.
     """
-    bundle = Bundle.load(bundle_dir)
+    bundle = Bundle.load(bundle_dir, verify=verify)
     manifest = bundle.manifest
     bundle_dtype(manifest)  # refuses a precision this version cannot run
     graphs = {name: bundle.graph_path(name) for name in manifest["graphs"]}
@@ -212,10 +218,10 @@ class AttributionModel:
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
             raise InvalidInputError(f"truncate must be None, 'left' or 'right', got {truncate!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise InvalidInputError("batch_size must be a positive integer (or None)")
-        if seed is not None and (not isinstance(seed, int) or seed < 0):
-            raise InvalidInputError("seed must be a non-negative integer (or None)")
+        batch_size = optional_count("batch_size", batch_size, 1)
+        seed = optional_count("seed", seed, 0)
+        generate = optional_count("generate", generate, 1, TargetError)
+        check_target_texts(targets)
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
         options = (targets, method, generate, batch_size, progress, seed, truncate, per_token)
@@ -306,6 +312,7 @@ class AttributionModel:
         else:
             if not isinstance(text, str):
                 raise InvalidInputError(f"inputs must be text or token ids, got {type(text).__name__}")
+            check_text(text, "the input text")
             if not text.strip():
                 raise InvalidInputError("the input text is empty")
             if spec.tokenizer is None:

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .engine import Spec
 from .errors import InvalidInputError, MissingTokenizerError, ModelLoadError
 
@@ -26,17 +28,22 @@ def own_onnx_spec(model, *, tokenizer, ids_input, mask_input, score_output, labe
         if not path.is_file():
             raise ModelLoadError(f"{folder} has no model.onnx")
         if (folder / "config.json").is_file():
-            config = json.loads((folder / "config.json").read_text())
+            config = _read_config(folder / "config.json")
         if tokenizer is None and (folder / "tokenizer.json").is_file():
             tokenizer = folder / "tokenizer.json"
     tokenizer = _tokenizer(tokenizer)
     if labels is None and config.get("id2label"):
-        id2label = config["id2label"]
-        labels = [id2label[str(i)] for i in range(len(id2label))]
+        labels = _labels_of(config["id2label"])
     if pad_id is None:
         pad_id = _pad_id(tokenizer, config)
+    _check_count("pad_id", pad_id, 0)
     if max_length is None and config.get("max_position_embeddings"):
-        max_length = int(config["max_position_embeddings"])
+        max_length = config["max_position_embeddings"]
+    if max_length is not None:
+        _check_count("max_length", max_length, 1)
+    for key in ("hidden_size", "num_attention_heads", "vocab_size"):
+        if key in config:
+            _check_count(f"config.json {key}", config[key], 1)
     return Spec(
         task="scores",
         graphs={"forward": path},
@@ -44,7 +51,7 @@ def own_onnx_spec(model, *, tokenizer, ids_input, mask_input, score_output, labe
         special_tokens={"pad": pad_id},
         special_ids=frozenset(),
         labels=tuple(labels) if labels is not None else None,
-        max_length=max_length,
+        max_length=None if max_length is None else int(max_length),
         hidden_size=int(config.get("hidden_size", 768)),
         num_heads=int(config.get("num_attention_heads", 12)),
         vocab_size=config.get("vocab_size"),
@@ -54,6 +61,27 @@ def own_onnx_spec(model, *, tokenizer, ids_input, mask_input, score_output, labe
         mask_input=mask_input or "",
         score_output=score_output or "",
     )
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object")
+    return config
+
+
+def _labels_of(id2label) -> list[str]:
+    if not isinstance(id2label, dict) or any(str(i) not in id2label for i in range(len(id2label))):
+        raise ModelLoadError("config.json's id2label must map every id 0..n-1 to a label")
+    return [str(id2label[str(i)]) for i in range(len(id2label))]
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not minimum <= value < 2**62:
+        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _tokenizer(tokenizer):

@@ -48,6 +48,9 @@ struct BatchPolicy {
   int64_t max_batch_tokens = 2048;
 };
 
+// "nan", "inf" or "-inf" (a NaN's sign is noise), for messages about non-finite model outputs.
+std::string non_finite_name(double value);
+
 // Rows per batch for sequences of seq_len tokens under the policy.
 int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len);
 

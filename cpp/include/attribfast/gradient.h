@@ -30,7 +30,10 @@ enum class Aggregation { kSum, kL2 };
 struct IntegratedGradientsParams {
   std::string method = "gausslegendre";
   int64_t n_steps = 50;     // up to math::kMaxQuadratureSteps
-  double tolerance = 0.0;   // > 0: double the steps of a target until |delta| <= tolerance
+  // Adaptive when either is > 0: a target's steps double until
+  // |delta| <= tolerance + relative_tolerance * |f(input) - f(baseline)|, or max_steps is reached.
+  double tolerance = 0.0;
+  double relative_tolerance = 0.0;
   int64_t max_steps = 512;  // ceiling of the adaptive mode
   Aggregation aggregation = Aggregation::kSum;
 };

@@ -19,6 +19,7 @@ struct AttributionResult {
   int64_t samples = 0;                 // permutations / coalitions used (sampling methods)
   std::vector<double> delta;           // integrated gradients: convergence delta per target
   std::vector<int64_t> steps;          // integrated gradients: steps used per target
+  std::vector<double> baseline_scores;  // integrated gradients: f(baseline) per target
   double seconds = 0.0;
 };
 

@@ -12,11 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BundleError, BundleIntegrityError, BundleVersionError
+from ..tasks import TASKS as _TASKS
+from .contract import check_graphs
+from .schema import check_manifest
+from .stamp import fingerprint, is_current, read_stamp, write_stamp
 
 MANIFEST = "attribfast.json"
 SCHEMA_VERSION = 1
 # The tasks a bundle may hold (each is a module in attribfast.tasks, which owns its graph contract).
-TASKS = ("causal-lm", "sequence-classification", "sentence-similarity")
+TASKS = tuple(_TASKS)
+VERIFY_MODES = (True, False, "always")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -36,6 +41,10 @@ def manifest_hash(manifest: dict) -> str:
 class Bundle:
     """A loaded bundle directory. Files are verified against the manifest's sha256 on load.
 
+    verify: True hashes every file unless a stamp in the user's cache (attribfast.bundle.stamp)
+    shows it unchanged since it was last verified; "always" hashes every file; False hashes
+    nothing. The manifest's schema, its paths and the graph contract are checked in every mode.
+
     Every path in the manifest (`files` keys, `graphs.*.file`, `tokenizer`, `embeddings`) must be
     relative and stay inside the bundle once links are resolved, and every file the manifest names
     must be one that `files` hashes: a manifest cannot make attribfast read an unchecked file.
@@ -45,15 +54,19 @@ class Bundle:
     manifest: dict
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, verify: bool = True) -> Bundle:
+    def load(cls, path: str | os.PathLike, *, verify: bool | str = True) -> Bundle:
+        if not any(verify is mode or (isinstance(mode, str) and verify == mode) for mode in VERIFY_MODES):
+            raise BundleError(f"verify must be True, False or 'always', got {verify!r}")
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise BundleError(f"{path} is not an attribfast bundle (no {MANIFEST})")
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"{manifest_path} is not valid JSON: {e}") from None
+        if not isinstance(manifest, dict):
+            raise BundleError(f"{manifest_path} must hold a JSON object, got {type(manifest).__name__}")
         version = manifest.get("schema_version")
         if not isinstance(version, int):
             raise BundleError(f"{manifest_path} has no schema_version (this attribfast reads schema {SCHEMA_VERSION})")
@@ -63,23 +76,39 @@ class Bundle:
                 "upgrade attribfast"
             )
         if manifest.get("task") not in TASKS:
-            raise BundleError(f"unknown task {manifest.get('task')!r} in {manifest_path}")
+            raise BundleError(
+                f"unknown task {manifest.get('task')!r} in {manifest_path} (possible: {', '.join(TASKS)})"
+            )
+        check_manifest(manifest, TASKS, SCHEMA_VERSION, str(manifest_path))
         bundle = cls(path, manifest)
         bundle._check_paths()  # even unverified: paths decide what is read at all
         if verify:
-            bundle.verify()
+            bundle.verify(use_stamp=verify is True)
+        graphs = manifest["graphs"]
+        check_graphs(manifest["task"], graphs, {name: bundle.graph_path(name) for name in graphs})
         return bundle
 
-    def verify(self) -> None:
+    def verify(self, *, use_stamp: bool = True) -> None:
+        """Hashes the bundle's files; with use_stamp, files unchanged since their last check are skipped."""
+        stamp = read_stamp(self.path) if use_stamp else {}
+        verified = {}
         for name, expected in self._hashed().items():
             file = self._resolve(f"files[{name!r}]", name)
             if not file.is_file():
                 raise BundleIntegrityError(f"bundle file {name} is missing")
+            if is_current(stamp.get(name), expected, file):
+                verified[name] = stamp[name]
+                continue
+            before = fingerprint(file)
             actual = sha256_of(file)
             if actual != expected:
                 raise BundleIntegrityError(
                     f"bundle file {name} was modified: sha256 {actual[:12]}... != manifest {expected[:12]}..."
                 )
+            if fingerprint(file) == before:  # not rewritten while it was being hashed
+                verified[name] = {"sha256": actual, "stat": before}
+        if verified != stamp:
+            write_stamp(self.path, verified)
 
     def _hashed(self) -> dict:
         files = self.manifest.get("files")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from .. import _core
-from ..errors import InvalidInputError
-from .base import Method, _check_aggregation, _check_positive
+from ..errors import ConvergenceWarning, InvalidInputError
+from .base import Method, _check_aggregation, _check_positive, _check_real
 
 INTEGRATION_METHODS = (
     "gausslegendre",
@@ -26,51 +27,100 @@ EMBEDDING_BASELINES = ("pad", "mask", "unk", "eos", "zero")
 class IntegratedGradients(Method):
     """Integrated gradients over the input embeddings, from the bundle's gradient graph.
 
-    n_steps: quadrature points. method: Captum's rule names ("gausslegendre", "riemann_left",
-    "riemann_right", "riemann_middle", "riemann_trapezoid" with Captum's (n-1)/n weights) or
-    "trapezoid" (normalised). baseline: "pad", "mask", "unk", "eos" (that token's embedding at every
-    position), "zero", None (pad, else unk, else eos) or an array [n_tokens, hidden].
-    tolerance: if set, each target's steps are doubled until |convergence delta| <= tolerance or
-    max_steps is reached. aggregation: "sum" over the hidden dimension, or "l2" (its norm).
+    n_steps: quadrature points (the first round when adaptive). method: Captum's rule names
+    ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid" with
+    Captum's (n-1)/n weights) or "trapezoid" (normalised). baseline: "pad", "mask", "unk", "eos"
+    (that token's embedding at every position), "zero", None (pad, else unk, else eos) or an array
+    [n_tokens, hidden]. aggregation: "sum" over the hidden dimension, or "l2" (its norm).
+
+    The quality guard: by default each target's steps double until its convergence delta (the
+    attributions' sum minus f(input) - f(baseline)) satisfies |delta| <= tolerance *
+    |f(input) - f(baseline)| + absolute_tolerance, up to max_steps. A target that stops short gets a
+    ConvergenceWarning naming its delta and steps; the result's `deltas` and `steps` record both.
+    tolerance=None runs exactly n_steps (Captum's behaviour). absolute_tolerance covers a target
+    whose two scores barely differ, where a relative bound would ask for float32 noise.
     """
 
     n_steps: int = 50
     method: str = "gausslegendre"
     baseline: str | np.ndarray | None = None
-    tolerance: float | None = None
+    tolerance: float | None = 0.05
     max_steps: int = 512
+    absolute_tolerance: float = 1e-4
     aggregation: str = "sum"
     name: ClassVar[str] = "integrated_gradients"
     needs: ClassVar[str] = "gradient"
 
     def __post_init__(self):
-        _check_positive("n_steps", self.n_steps, 1 if self.method == "gausslegendre" else 2)
         if self.method not in INTEGRATION_METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(INTEGRATION_METHODS)}, got {self.method!r}")
-        if not isinstance(self.baseline, np.ndarray) and self.baseline is not None:
-            if self.baseline not in EMBEDDING_BASELINES:
-                raise InvalidInputError(f"baseline must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array")
-        if self.tolerance is not None and not self.tolerance > 0:
-            raise InvalidInputError("tolerance must be positive (or None)")
+        _check_positive("n_steps", self.n_steps, 1 if self.method == "gausslegendre" else 2)
+        if isinstance(self.baseline, np.ndarray):
+            _check_baseline_array(self.baseline)
+        elif self.baseline is not None and (
+            not isinstance(self.baseline, str) or self.baseline not in EMBEDDING_BASELINES
+        ):
+            raise InvalidInputError(
+                f"baseline must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array, got {self.baseline!r}"
+            )
+        if self.tolerance is not None:
+            _check_real("tolerance", self.tolerance, positive=True)
+        _check_real("absolute_tolerance", self.absolute_tolerance)
         _check_positive("max_steps", self.max_steps)
         _check_aggregation(self.aggregation)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
         problem, session = engine.gradient_problem(encoded, plan)
         embeddings = engine.embedding_matrix()
-        return _core.integrated_gradients(
+        adaptive = self.tolerance is not None
+        result = _core.integrated_gradients(
             session,
             problem,
             embeddings,
             engine.embedding_baseline(self.baseline, encoded, embeddings),
             self.method,
             self.n_steps,
-            self.tolerance or 0.0,
+            self.absolute_tolerance if adaptive else 0.0,
+            self.tolerance if adaptive else 0.0,
             max(self.max_steps, self.n_steps),
             self.aggregation,
             policy,
             progress,
         )
+        if adaptive:
+            self._warn_unconverged(result, plan.labels)
+        return result
+
+    def _warn_unconverged(self, result, labels) -> None:
+        difference = np.abs(result.clean_scores - result.baseline_scores)
+        allowed = self.tolerance * difference + self.absolute_tolerance
+        for t in np.flatnonzero(np.abs(result.delta) > allowed):
+            warnings.warn(
+                f"integrated gradients did not converge for target {labels[t]!r}: |delta| = "
+                f"{abs(result.delta[t]):.4g} is {_share(result.delta[t], difference[t])} of "
+                f"|f(input) - f(baseline)| = {difference[t]:.4g} after {int(result.steps[t])} steps "
+                f"(tolerance {self.tolerance:g}, max_steps {self.max_steps}); raise max_steps, or pass "
+                "tolerance=None for fixed steps",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+
+def _share(delta: float, difference: float) -> str:
+    return f"{abs(delta) / difference:.1%}" if difference > 0 else "all"
+
+
+def _check_baseline_array(baseline: np.ndarray) -> None:
+    """A numeric 2-D array whose finite values float32 can hold. Its shape is checked against the
+    input later, and NaN or infinity by the core, which names the token and dimension."""
+    if baseline.dtype.kind not in "biuf":
+        raise InvalidInputError(f"an IG baseline array must be numeric, got dtype {baseline.dtype}")
+    if baseline.ndim != 2:
+        raise InvalidInputError(f"an IG baseline array must be [n_tokens, hidden], got shape {baseline.shape}")
+    values = baseline.astype(np.float64, copy=False)
+    finite = values[np.isfinite(values)]
+    if finite.size and np.max(np.abs(finite)) > np.finfo(np.float32).max:
+        raise InvalidInputError("an IG baseline array holds values beyond float32's range")
 
 
 @dataclass(frozen=True)

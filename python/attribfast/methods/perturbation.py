@@ -9,7 +9,16 @@ import numpy as np
 
 from .. import _core
 from ..errors import InvalidInputError
-from .base import Groups, Method, TokenBaseline, _check_groups, _check_positive, _check_token_baseline
+from .base import (
+    Groups,
+    Method,
+    TokenBaseline,
+    _check_groups,
+    _check_permutations,
+    _check_positive,
+    _check_real,
+    _check_token_baseline,
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,8 @@ class ShapleySampling(Method):
         _check_token_baseline(self.baseline)
         if self.max_evaluations is not None:
             _check_positive("max_evaluations", self.max_evaluations)
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise InvalidInputError("max_seconds must be positive")
+        _check_real("max_seconds", self.max_seconds, positive=True, allow_none=True)
+        _check_permutations(self.permutations)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
         problem, session = engine.score_problem(encoded, plan)
@@ -127,8 +136,7 @@ class KernelShap(Method):
         _check_positive("n_samples", self.n_samples)
         _check_groups(self.groups)
         _check_token_baseline(self.baseline)
-        if self.ridge < 0:
-            raise InvalidInputError("ridge must be >= 0")
+        _check_real("ridge", self.ridge)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
         return _surrogate(self, "kernel_shap", 1.0, engine, encoded, plan, policy, progress, seed)
@@ -154,10 +162,8 @@ class Lime(Method):
         _check_positive("n_samples", self.n_samples)
         _check_groups(self.groups)
         _check_token_baseline(self.baseline)
-        if not self.kernel_width > 0:
-            raise InvalidInputError("kernel_width must be positive")
-        if self.ridge < 0:
-            raise InvalidInputError("ridge must be >= 0")
+        _check_real("kernel_width", self.kernel_width, positive=True)
+        _check_real("ridge", self.ridge)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
         return _surrogate(self, "lime", self.kernel_width, engine, encoded, plan, policy, progress, seed)
