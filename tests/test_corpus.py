@@ -155,3 +155,10 @@ def test_explain_corpus_refuses_a_missing_column_with_a_typed_error(tmp_path):
     write_input(source, [{"body": "1+1="}])
     run = cli(shipped_bundle(), str(source), "-o", str(tmp_path / "o.parquet"))
     assert run.returncode == 2 and "InvalidInputError" in run.stderr and "no column 'text'" in run.stderr
+
+
+@pytest.mark.parametrize("targets", [1.5, object()])
+def test_a_target_that_is_neither_one_nor_a_list_is_a_target_error(arith, targets):
+    # Found by the corpus tests: a missing CSV cell (NaN) as targets raised TypeError.
+    with pytest.raises(attribfast.errors.TargetError, match="one or a list"):
+        arith.attribute("12+3=", targets=targets)

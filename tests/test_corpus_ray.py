@@ -56,3 +56,26 @@ def test_ray_data_with_one_target_spec_and_a_gradient_method(local_ray, arith):
 def test_an_unknown_method_fails_before_any_actor_starts(local_ray):
     with pytest.raises(InvalidInputError, match="unknown method"):
         attribute_dataset(ray.data.from_items([{"text": "1"}]), shipped_bundle(), method="magic")
+
+
+def test_explain_corpus_with_ray_joins_the_cluster_and_writes_every_row(local_ray, arith, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    out = tmp_path / "out.parquet"
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    run = subprocess.run(
+        [sys.executable, "-m", "attribfast", "explain-corpus", shipped_bundle(), str(source), "-o", str(out),
+         "--target", "1", "--ray", "--chunk-size", "3", "--quiet"],
+        capture_output=True, text=True, env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = pq.read_table(out).to_pandas().sort_values("row_id").reset_index(drop=True)
+    assert table["row_id"].tolist() == list(range(len(TEXTS)))
+    assert_rows_match(table, one_by_one(arith, TEXTS, [["1"]] * len(TEXTS), "occlusion"))

@@ -94,7 +94,9 @@ def _cell_targets(value):
         except ValueError:
             return value
     if hasattr(value, "tolist"):
-        return value.tolist()
+        value = value.tolist()
+    if isinstance(value, float) and value != value:  # pandas reads a missing cell as NaN
+        return None
     return value
 
 

@@ -38,12 +38,16 @@ class _Attributor:
 
 
 def _as_spec(value):
-    """A target column's cell: a string, a list (arrow gives numpy arrays), a mapping or None."""
-    if value is None or isinstance(value, str | dict):
+    """A target column's cell: a string, a list (arrow gives numpy arrays), a mapping, or missing (None)."""
+    import pandas as pd
+
+    if isinstance(value, str | dict):
         return value
     if hasattr(value, "tolist"):
         value = value.tolist()
-    return list(value) if isinstance(value, list | tuple) else value
+    if isinstance(value, list | tuple):
+        return list(value)
+    return None if value is None or pd.isna(value) else value
 
 
 def attribute_dataset(
@@ -94,6 +98,15 @@ def attribute_dataset(
         },
         batch_size=batch_size,
         batch_format="pandas",
-        concurrency=concurrency,
+        compute=_actor_pool(concurrency),
         num_gpus=num_gpus,
     )
+
+
+def _actor_pool(concurrency):
+    from ray.data import ActorPoolStrategy
+
+    if isinstance(concurrency, tuple):
+        low, high = concurrency
+        return ActorPoolStrategy(min_size=low, max_size=high)
+    return ActorPoolStrategy(size=concurrency)
