@@ -1,4 +1,4 @@
-"""The attribfast command line: info, export, explain, demo."""
+"""The attribfast command line: info, export, explain, explain-corpus, demo."""
 
 from __future__ import annotations
 
@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--dpi", type=int, default=150, help="resolution of the heatmap PNG (default: %(default)s)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     explain.set_defaults(run=_explain)
+
+    from .corpus.command import add_parser as add_corpus_parser
+
+    add_corpus_parser(commands, method_help, method_epilog)
 
     demo = commands.add_parser("demo", help="attribute the seed's arithmetic prompt with the shipped model")
     demo.add_argument("--out", help="heatmap PNG to write (default: heatmap.png; heatmap-contrast.png with --contrast)")

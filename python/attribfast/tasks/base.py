@@ -123,7 +123,13 @@ def shared(owner, fn, *tensors):
 
 
 def as_list(targets, kinds, description: str) -> list:
-    items = [targets] if isinstance(targets, str | int | np.integer) else list(targets)
+    if isinstance(targets, str | int | np.integer):
+        items = [targets]
+    else:
+        try:
+            items = list(targets)
+        except TypeError:
+            raise TargetError(f"targets must be {description} (one or a list), got {type(targets).__name__}") from None
     if not items:
         raise TargetError(f"targets is empty; expected {description}")
     for item in items:
