@@ -26,6 +26,8 @@ class Attribution:
     targets: a label per column. target_scores: the clean score of each target. method and
     parameters: how it was computed. standard_errors: per cell, for sampling methods. deltas and
     steps: IG's convergence delta and steps used, per target. evaluations: model rows run.
+    token_positions: token positions those rows computed (batch x padded length of every model run;
+    prefix reuse lowers it, not the rows); 0 where not counted (gradient methods).
     """
 
     matrix: np.ndarray
@@ -45,6 +47,7 @@ class Attribution:
     score: str = ""
     bundle_hash: str = ""
     evaluations: int = 0
+    token_positions: int = 0
     seconds: float = 0.0
 
     def __post_init__(self):
@@ -112,6 +115,7 @@ class Attribution:
             "matrix": self.matrix.tolist(),
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
+            "token_positions": self.token_positions,
             "seconds": self.seconds,
         }
         for name in ("token_ids", "offsets", "special", "target_scores", "standard_errors", "deltas", "steps"):
@@ -137,6 +141,7 @@ class Attribution:
             "score": self.score,
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
+            "token_positions": self.token_positions,
             "seconds": self.seconds,
         }
         arrays = {name: getattr(self, name) for name in self._ARRAYS if getattr(self, name) is not None}

@@ -191,6 +191,7 @@ class AttributionModel:
         seed: int | None = None,
         truncate: str | None = None,
         per_token: bool = False,
+        reuse_prefix: bool = True,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -208,6 +209,9 @@ class AttributionModel:
         seed: seed of sampling methods whose config has none (default 0).
         truncate: inputs longer than the model's maximum raise InputTooLongError unless this is
             "left" (drop the first tokens) or "right" (drop the last).
+        reuse_prefix: causal LMs whose bundle has the prefix-reuse graphs: perturbed rows reuse the
+            clean input's key/value cache before their first change (same results within float
+            rounding, fewer token positions computed). False runs every row in full.
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -218,7 +222,9 @@ class AttributionModel:
             raise InvalidInputError("seed must be a non-negative integer (or None)")
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
-        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token)
+        if not isinstance(reuse_prefix, bool):
+            raise InvalidInputError("reuse_prefix must be True or False")
+        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, reuse_prefix)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -227,7 +233,7 @@ class AttributionModel:
         return [self._attribute_one(t, *options) for t in texts]
 
     def _attribute_one(
-        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token
+        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token, reuse_prefix=True
     ) -> Attribution:
         encoded = self._encode(text, truncate)
         plan = self._plan_targets(encoded, targets, generate, per_token)
@@ -236,6 +242,7 @@ class AttributionModel:
         policy.memory_budget = self._memory_budget
         policy.hidden_size = self._spec.hidden_size
         policy.num_heads = self._spec.num_heads
+        policy.reuse_prefix = reuse_prefix
         session = self.session(method.needs)
         if session.provider == "cuda":
             policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
@@ -263,6 +270,7 @@ class AttributionModel:
             score=self._spec.score,
             bundle_hash=self._spec.bundle_hash,
             evaluations=result.rows_run,
+            token_positions=result.token_positions,
             seconds=result.seconds,
         )
 
