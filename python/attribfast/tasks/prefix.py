@@ -111,8 +111,9 @@ def prefix_graphs(model, score_module, reduce_scores, final_logits) -> list[Extr
 
     def example_past(ids, mask):
         generator = torch.Generator().manual_seed(7)
-        prefix_ids = torch.randint(0, model.get_input_embeddings().weight.shape[0], (1, EXAMPLE_PREFIX),
-                                   generator=generator)
+        prefix_ids = torch.randint(
+            0, model.get_input_embeddings().weight.shape[0], (1, EXAMPLE_PREFIX), generator=generator
+        )
         with torch.no_grad():
             embeds = model.get_input_embeddings()(prefix_ids)
             return (Prefix()(embeds, torch.ones_like(prefix_ids))[0],)
