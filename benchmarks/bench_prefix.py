@@ -103,7 +103,7 @@ def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, ca
 
     captum_matrix = np.stack([m[0].numpy() for m in captum(32)()], 1)
     captum_difference = float(np.abs(captum_matrix - full.matrix).max())
-    best = best_of((16, 32, 64), captum, captum_repeats)
+    best = best_of((16, 32), captum, captum_repeats)
     rows.append((f"Captum best-tuned (target-only, perturbations_per_eval={best[2]})", best[0], best[1], None))
 
     seq = n + 4
@@ -115,7 +115,7 @@ def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, ca
             **causal_target_feeds(count, n, 5),
         }
 
-    floor = ort_floor(bundle / "forward.onnx", feeds, full.evaluations, (8, 16, 32), repeats)
+    floor = ort_floor(bundle / "forward.onnx", feeds, full.evaluations, (8, 16), repeats)
     rows.append((f"floor: onnxruntime, {full.evaluations} full rows, batch {floor[2]}", floor[0], floor[1], None))
     return rows, difference, captum_difference, full.evaluations
 
