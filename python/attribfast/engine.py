@@ -103,7 +103,10 @@ class Engine:
         """Whether perturbation sweeps can reuse the clean input's key/value cache: a causal-LM
         bundle exported with the prefix and suffix_score graphs (older bundles lack them)."""
         graphs = self._spec.graphs
-        return self._spec.causal and PREFIX in graphs and SUFFIX in graphs
+        # fp16 copies convert the suffix graph without keeping its score head in fp32 (the
+        # converter looks for the forward graph's `scores`), so they run the full path.
+        half = self._spec.manifest.get("dtype") == "float16"
+        return self._spec.causal and not half and PREFIX in graphs and SUFFIX in graphs
 
     def gradient_problem(self, encoded: Encoded, plan):
         problem = _core.GradientProblem()
