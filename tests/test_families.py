@@ -105,6 +105,24 @@ def bart_class_logit(model, target):
     return forward
 
 
+# Families whose bundles must carry the prefix-reuse graphs (the others may, where they trace and
+# match the full forward; the export drops them otherwise).
+REUSE_FAMILIES = ("gpt2", "llama", "qwen2", "mistral")
+
+
+def check_prefix_reuse(model, family, targets):
+    note = model._spec.manifest.get("prefix_reuse") or {}
+    if family.name in REUSE_FAMILIES:
+        assert note.get("available") is True, note
+    if not model._engine.reuses_prefix():
+        return
+    # batch_size=2 makes buckets of one or two positions, so most rows read a prefix cache.
+    reused = model.attribute(PROMPT, targets=targets, method="occlusion", batch_size=2)
+    full = model.attribute(PROMPT, targets=targets, method="occlusion", batch_size=2, reuse_prefix=False)
+    np.testing.assert_allclose(reused.matrix, full.matrix, atol=1e-5, rtol=0)
+    assert reused.token_positions < full.token_positions
+
+
 def record(name, result):
     path = os.environ.get("ATTRIBFAST_FAMILY_RESULTS")
     if path:
@@ -164,6 +182,8 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
     embeds = table(ids).detach()
     expected = CaptumInputXGradient(score).attribute(embeds).sum(-1)[0].detach()
     gradient_ok = bool(np.abs(gradient.matrix[:, 0] - expected.numpy()).max() <= 1e-4)
+    if family.task == "causal-lm":
+        check_prefix_reuse(model, family, targets)
     record(
         family.key,
         {"task": family.task, "export_seconds": seconds, "occlusion": occlusion_ok, "gradient": gradient_ok},

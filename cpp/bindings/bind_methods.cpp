@@ -109,6 +109,7 @@ void bind_methods(py::module_& m) {
   bind_int(batch_policy, "num_heads", &BatchPolicy::num_heads, 1, kMaxDimension);
   bind_int(batch_policy, "max_batch_size", &BatchPolicy::max_batch_size, 1);
   bind_int(batch_policy, "max_batch_tokens", &BatchPolicy::max_batch_tokens, 0);
+  batch_policy.def_readwrite("reuse_prefix", &BatchPolicy::reuse_prefix);
   m.def("choose_batch_size", [](const BatchPolicy& p, const py::object& seq_len) {
     return choose_batch_size(p, int_arg(seq_len, "seq_len", 1, kMaxDimension));
   }, py::arg("policy"), py::arg("seq_len"));
@@ -127,6 +128,20 @@ void bind_methods(py::module_& m) {
   bind_ints(score_problem, "column_targets", &ScoreProblem::column_targets, -1);
   bind_ints(score_problem, "horizons", &ScoreProblem::horizons, -1);
   bind_int(score_problem, "n_targets", &ScoreProblem::n_targets, 1);
+  // The prefix-reuse graphs (causal LMs): the problem keeps both sessions alive while it lives.
+  score_problem.def(
+      "set_prefix_reuse",
+      [](ScoreProblem& problem, const Session& prefix, const Session& suffix, const py::object& bucket,
+         const py::object& min_prefix) {
+        problem.prefix_reuse.prefix = &prefix;
+        problem.prefix_reuse.suffix = &suffix;
+        problem.prefix_reuse.bucket = int_arg(bucket, "bucket", 0);
+        problem.prefix_reuse.min_prefix = int_arg(min_prefix, "min_prefix", 1);
+      },
+      py::arg("prefix"), py::arg("suffix"), py::arg("bucket") = 0, py::arg("min_prefix") = 1, py::keep_alive<1, 2>(),
+      py::keep_alive<1, 3>());
+  score_problem.def_property_readonly("reuses_prefix",
+                                      [](const ScoreProblem& problem) { return problem.prefix_reuse.enabled(); });
 
   py::class_<GradientProblem> gradient_problem(m, "GradientProblem");
   gradient_problem.def(py::init<>())
@@ -158,6 +173,7 @@ void bind_methods(py::module_& m) {
         return py::array_t<double>(r.baseline_scores.size(), r.baseline_scores.data());
       })
       .def_readonly("rows_run", &AttributionResult::rows_run)
+      .def_readonly("token_positions", &AttributionResult::token_positions)
       .def_readonly("samples", &AttributionResult::samples)
       .def_readonly("seconds", &AttributionResult::seconds);
 

@@ -69,6 +69,38 @@ int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len) {
   return std::max<int64_t>(rows, 1);
 }
 
+int64_t choose_suffix_batch_size(const BatchPolicy& policy, int64_t seq_len, int64_t past_len, int64_t cache_width) {
+  int64_t rows = choose_batch_size(policy, seq_len);
+  if (policy.batch_size > 0) return rows;
+  // Each row attends over past + new positions, and the graph holds the cache expanded per row
+  // (float32 keys and values of every layer) besides its own activations.
+  const int64_t total = std::max<int64_t>(past_len + seq_len, 1);
+  const int64_t per_token = 4 * (16 * policy.hidden_size + 2 * policy.num_heads * total);
+  const int64_t per_row = std::max<int64_t>(1, per_token * std::max<int64_t>(seq_len, 1) + 4 * cache_width * total);
+  rows = std::min(rows, policy.memory_budget / per_row);
+  return std::max<int64_t>(rows, 1);
+}
+
+std::vector<BoundaryGroup> group_by_boundary(const std::vector<int64_t>& first_changed, int64_t n, int64_t bucket,
+                                             int64_t min_prefix) {
+  if (n < 1) throw InvalidInputError("the input has no tokens");
+  if (bucket < 1) throw InvalidInputError("the prefix bucket must be >= 1");
+  std::vector<BoundaryGroup> groups;
+  std::unordered_map<int64_t, size_t> group_of;
+  std::vector<int64_t> boundaries;
+  for (size_t r = 0; r < first_changed.size(); ++r) {
+    const int64_t change = std::clamp<int64_t>(first_changed[r], 0, n - 1);
+    int64_t boundary = change / bucket * bucket;
+    if (boundary < std::max<int64_t>(min_prefix, 1)) boundary = 0;
+    auto [it, inserted] = group_of.emplace(boundary, groups.size());
+    if (inserted) groups.push_back({boundary, {}});
+    groups[it->second].rows.push_back(r);
+  }
+  std::sort(groups.begin(), groups.end(),
+            [](const BoundaryGroup& a, const BoundaryGroup& b) { return a.boundary < b.boundary; });
+  return groups;
+}
+
 int64_t shrink_after_memory_failure(int64_t rows) {
   if (rows <= 1) throw;  // rethrows the DeviceMemoryError being handled
   return rows / 2;
@@ -110,6 +142,22 @@ ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, Bat
       throw InvalidInputError("extra input '" + extra.name + "' needs one row per segment");
     }
   }
+  const PrefixReuse& reuse = problem_.prefix_reuse;
+  if ((reuse.prefix == nullptr) != (reuse.suffix == nullptr)) {
+    throw InvalidInputError("prefix reuse needs both the prefix and the suffix graph");
+  }
+  if (reuse.enabled()) {
+    if (reuse.prefix->find_output(reuse.present_output) == nullptr) {
+      throw InvalidInputError("the prefix graph has no output '" + reuse.present_output + "'");
+    }
+    if (reuse.suffix->find_input(reuse.past_input) == nullptr) {
+      throw InvalidInputError("the suffix graph has no input '" + reuse.past_input + "'");
+    }
+    if (reuse.suffix->find_output(reuse.score_output) == nullptr) {
+      throw InvalidInputError("the suffix graph has no score output '" + reuse.score_output + "'");
+    }
+    if (reuse.bucket < 0 || reuse.min_prefix < 1) throw InvalidInputError("bad prefix bucket or min_prefix");
+  }
   extra_buffers_.reserve(problem_.extras.size());
   for (size_t e = 0; e < problem_.extras.size(); ++e) extra_buffers_.emplace_back(session_);
 }
@@ -140,6 +188,7 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
   }
   std::vector<double> unique_scores(unique.size() * n_targets);
   std::vector<Row> rows;
+  std::vector<int64_t> first_changed_of_row;
   std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
   for (size_t u = 0; u < unique.size(); ++u) {
     if (u == 0 && have_clean_) continue;
@@ -154,10 +203,15 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
       }
       rows.push_back({static_cast<int64_t>(u), static_cast<int64_t>(s),
                       n + static_cast<int64_t>(problem_.suffixes[s].size())});
+      first_changed_of_row.push_back(first_changed);
     }
   }
   expect_rows(static_cast<int64_t>(rows.size()));
-  run_rows(unique, rows, unique_scores);
+  if (problem_.prefix_reuse.enabled() && policy_.reuse_prefix) {
+    run_with_reuse(unique, rows, first_changed_of_row, unique_scores);
+  } else {
+    run_rows(unique, rows, unique_scores, Pass{&session_, &problem_.score_output});
+  }
   if (!have_clean_) {
     clean_.assign(unique_scores.begin(), unique_scores.begin() + n_targets);
     have_clean_ = true;
@@ -174,19 +228,77 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
   return scores;
 }
 
+void ScoreEvaluator::compute_clean_cache() {
+  if (!cache_.empty()) return;
+  const PrefixReuse& reuse = problem_.prefix_reuse;
+  const int64_t n = n_positions();
+  int64_t* ids = ids_buffer_.get<int64_t>(n);
+  int64_t* mask = mask_buffer_.get<int64_t>(n);
+  std::copy(problem_.ids.begin(), problem_.ids.end(), ids);
+  std::fill(mask, mask + n, 1);
+  std::vector<NamedTensor> inputs;
+  inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, ids, {1, n}, ids_buffer_.pinned()});
+  inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask, {1, n}, mask_buffer_.pinned()});
+  auto outputs = reuse.prefix->run(inputs, {reuse.present_output}, control_);
+  const auto& present = outputs[0];
+  if (present.shape().size() != 3 || present.shape()[0] != 1 || present.shape()[1] != n || present.shape()[2] < 1) {
+    throw RuntimeBackendError("the prefix graph's output must have shape [1, " + std::to_string(n) + ", width]");
+  }
+  cache_type_ = present.element_type();
+  cache_width_ = present.shape()[2];
+  const auto* bytes = static_cast<const unsigned char*>(present.data());
+  cache_.assign(bytes, bytes + present.byte_size());
+  token_positions_ += n;
+}
+
+void ScoreEvaluator::run_with_reuse(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
+                                    const std::vector<int64_t>& first_changed, std::vector<double>& out) {
+  const PrefixReuse& reuse = problem_.prefix_reuse;
+  const int64_t n = n_positions();
+  int64_t bucket = reuse.bucket;
+  if (bucket == 0 && !rows.empty()) {
+    // Buckets wide enough that each holds about a batch of rows: narrower ones recompute less but
+    // run batches too small to keep the cores busy.
+    int64_t longest_suffix = 0;
+    for (const auto& suffix : problem_.suffixes) longest_suffix = std::max<int64_t>(longest_suffix, suffix.size());
+    const int64_t per_batch = choose_batch_size(policy_, n / 2 + 1 + longest_suffix);
+    const int64_t count = static_cast<int64_t>(rows.size());
+    bucket = std::clamp<int64_t>((per_batch * n + count - 1) / count, 1, n);
+  }
+  const auto groups = group_by_boundary(first_changed, n, std::max<int64_t>(bucket, 1), reuse.min_prefix);
+  for (const auto& group : groups) {
+    std::vector<Row> group_rows;
+    group_rows.reserve(group.rows.size());
+    for (size_t r : group.rows) group_rows.push_back({rows[r].variant, rows[r].segment, rows[r].length - group.boundary});
+    if (group.boundary == 0) {
+      run_rows(variants, group_rows, out, Pass{&session_, &problem_.score_output});
+      continue;
+    }
+    compute_clean_cache();
+    // The clean cache is sequence-major: its first `boundary` rows are the prefix's cache, in place.
+    const TensorView past{cache_type_, cache_.data(), {group.boundary, cache_width_}, false};
+    run_rows(variants, group_rows, out, Pass{reuse.suffix, &reuse.score_output, group.boundary, &past, cache_width_});
+  }
+}
+
 void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                              std::vector<double>& out) {
+                              std::vector<double>& out, const Pass& pass) {
   // Bucket by length so that a batch pads little.
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.length < b.length; });
   const int64_t n = n_positions();
+  const int64_t start = pass.boundary;  // rows hold the variant's ids from here on
   const int64_t n_targets = problem_.n_targets;
+  auto fits = [&](int64_t length) {
+    return pass.past == nullptr ? choose_batch_size(policy_, length)
+                                : choose_suffix_batch_size(policy_, length, pass.boundary, pass.cache_width);
+  };
   size_t begin = 0;
   while (begin < rows.size()) {
     if (control_) control_->throw_if_cancelled();
     // Grow the batch while the longest row (the last, rows are sorted) still fits the budget.
     size_t end = begin + 1;
     while (end < rows.size() && static_cast<int64_t>(end - begin + 1) <= row_cap_ &&
-           static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy_, rows[end].length)) {
+           static_cast<int64_t>(end - begin + 1) <= fits(rows[end].length)) {
       ++end;
     }
     const int64_t batch = static_cast<int64_t>(end - begin);
@@ -200,8 +312,8 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
       const auto& ids = *variants[row.variant];
       const auto& suffix = problem_.suffixes[row.segment];
       int64_t* dest = batch_ids + b * seq;
-      std::copy(ids.begin(), ids.end(), dest);
-      std::copy(suffix.begin(), suffix.end(), dest + n);
+      std::copy(ids.begin() + start, ids.end(), dest);
+      std::copy(suffix.begin(), suffix.end(), dest + n - start);
       std::fill(batch_mask + b * seq, batch_mask + b * seq + row.length, 1);
     }
     std::vector<NamedTensor> inputs;
@@ -221,9 +333,10 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
       inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
+    if (pass.past != nullptr) inputs.emplace_back(problem_.prefix_reuse.past_input, *pass.past);
     std::vector<OutputTensor> outputs;
     try {
-      outputs = session_.run(inputs, {problem_.score_output}, control_);
+      outputs = pass.session->run(inputs, {*pass.score_output}, control_);
     } catch (const DeviceMemoryError&) {
       row_cap_ = shrink_after_memory_failure(batch);  // the same rows again, in smaller batches
       continue;
@@ -250,6 +363,7 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
       }
     }
     rows_run_ += batch;
+    token_positions_ += batch * seq;
     if (progress_) progress_(rows_run_, std::max(rows_run_, rows_expected_));
     begin = end;
   }

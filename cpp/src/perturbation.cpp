@@ -23,6 +23,7 @@ AttributionResult empty_result(ScoreEvaluator& evaluator) {
 void finish(ScoreEvaluator& evaluator, AttributionResult& result) {
   check_float32_range(result);
   result.rows_run = evaluator.rows_run();
+  result.token_positions = evaluator.token_positions();
   result.seconds = evaluator.seconds();
 }
 

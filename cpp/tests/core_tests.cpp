@@ -169,6 +169,45 @@ ScoreProblem linear_problem(const std::vector<int64_t>& ids) {
   return problem;
 }
 
+// Prefix-reuse grouping: boundaries are multiples of the bucket, never past n - 1, 0 below min_prefix.
+void test_prefix_groups() {
+  auto boundaries = [](const std::vector<BoundaryGroup>& groups) {
+    std::vector<int64_t> out;
+    for (const auto& g : groups) out.push_back(g.boundary);
+    return out;
+  };
+  // n = 10, bucket 4: a change at 0 runs the full graph; at the last position (9) and the clean
+  // input (first change n) both share boundary 8; a window [3, 5) spans the bucket edge at 4 and
+  // starts in bucket 0; [4, 6) starts at boundary 4.
+  const std::vector<int64_t> first{9, 0, 10, 3, 4, 7, 8};
+  const auto groups = group_by_boundary(first, 10, 4, 1);
+  EXPECT(boundaries(groups) == (std::vector<int64_t>{0, 4, 8}));
+  EXPECT(groups[0].rows == (std::vector<size_t>{1, 3}));  // changes at 0 and 3
+  EXPECT(groups[1].rows == (std::vector<size_t>{4, 5}));
+  EXPECT(groups[2].rows == (std::vector<size_t>{0, 2, 6}));  // order within a group is kept
+  // Bucket 1: every row's boundary is its own first change, clamped to n - 1.
+  const auto exact = group_by_boundary({5, 10, 1}, 10, 1, 1);
+  EXPECT(boundaries(exact) == (std::vector<int64_t>{1, 5, 9}));
+  // min_prefix 3: boundaries 1 and 2 fall back to the full graph.
+  EXPECT(boundaries(group_by_boundary({1, 2, 3}, 10, 1, 3)) == (std::vector<int64_t>{0, 3}));
+  // A one-token input has nothing to reuse.
+  EXPECT(boundaries(group_by_boundary({0, 1}, 1, 1, 1)) == (std::vector<int64_t>{0}));
+  EXPECT(group_by_boundary({}, 4, 2, 1).empty());
+  EXPECT(throws<InvalidInputError>([] { group_by_boundary({1}, 4, 0, 1); }));
+  EXPECT(throws<InvalidInputError>([] { group_by_boundary({1}, 0, 1, 1); }));
+  // The cache counts against the memory budget: a wide cache and a long past leave fewer rows.
+  BatchPolicy policy;
+  policy.max_batch_tokens = 0;
+  policy.memory_budget = 1 << 24;
+  const int64_t narrow = choose_suffix_batch_size(policy, 16, 8, 64);
+  const int64_t wide = choose_suffix_batch_size(policy, 16, 200, 1 << 14);
+  EXPECT(wide < narrow);
+  EXPECT(wide >= 1);
+  EXPECT(narrow <= choose_batch_size(policy, 16));
+  policy.batch_size = 3;  // an explicit batch size wins
+  EXPECT(choose_suffix_batch_size(policy, 16, 200, 1 << 14) == 3);
+}
+
 void test_engine(const std::string& library, const std::string& models) {
   EXPECT(throws<LibraryError>([] { Runtime::load("/nonexistent/libonnxruntime.so"); }));
   Runtime& rt = Runtime::load(library);
@@ -281,6 +320,7 @@ int main(int argc, char** argv) {
   test_parameters();
   test_sampling();
   test_least_squares();
+  test_prefix_groups();
   if (!library.empty()) test_engine(library, models);
   std::printf("%d checks, %d failed%s\n", g_checks, g_failures, library.empty() ? " (engine tests skipped: no --ort-lib)" : "");
   return g_failures == 0 ? 0 : 1;

@@ -30,6 +30,8 @@ class Attribution:
     targets: a label per column. target_scores: the clean score of each target. method and
     parameters: how it was computed. standard_errors: per cell, for sampling methods. deltas and
     steps: IG's convergence delta and steps used, per target. evaluations: model rows run.
+    token_positions: token positions those rows computed (batch x padded length of every model run;
+    prefix reuse lowers it, not the rows); 0 where not counted (gradient methods).
     """
 
     matrix: np.ndarray
@@ -50,6 +52,7 @@ class Attribution:
     score: str = ""
     bundle_hash: str = ""
     evaluations: int = 0
+    token_positions: int = 0
     seconds: float = 0.0
     contrasts: tuple[str, ...] | None = None
 
@@ -129,6 +132,7 @@ class Attribution:
             "matrix": self.matrix.tolist(),
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
+            "token_positions": self.token_positions,
             "seconds": self.seconds,
             "contrasts": None if self.contrasts is None else list(self.contrasts),
         }
@@ -165,6 +169,7 @@ class Attribution:
             "score": self.score,
             "bundle_hash": self.bundle_hash,
             "evaluations": self.evaluations,
+            "token_positions": self.token_positions,
             "seconds": self.seconds,
             "contrasts": None if self.contrasts is None else list(self.contrasts),
         }

@@ -11,6 +11,7 @@ import numpy as np
 from . import _core
 from .errors import InvalidInputError, MethodNotAvailableError
 from .session import Session
+from .tasks.prefix import PREFIX, SUFFIX
 from .words import word_groups
 
 
@@ -74,7 +75,7 @@ class Engine:
                 provider=self._provider,
                 device_id=self._device_id,
                 threads=self._threads,
-                spinning=graph in ("forward", "gradient"),
+                spinning=graph in ("forward", "gradient", SUFFIX),
             )
         return self._sessions[graph]
 
@@ -96,7 +97,18 @@ class Engine:
         problem.column_targets = plan.column_targets
         problem.horizons = plan.horizons
         problem.n_targets = len(plan.labels)
+        if self.reuses_prefix():
+            problem.set_prefix_reuse(self.session(PREFIX)._session, self.session(SUFFIX)._session)
         return problem, self.session("forward")._session
+
+    def reuses_prefix(self) -> bool:
+        """Whether perturbation sweeps can reuse the clean input's key/value cache: a causal-LM
+        bundle exported with the prefix and suffix_score graphs (older bundles lack them)."""
+        graphs = self._spec.graphs
+        # fp16 copies convert the suffix graph without keeping its score head in fp32 (the
+        # converter looks for the forward graph's `scores`), so they run the full path.
+        half = self._spec.manifest.get("dtype") == "float16"
+        return self._spec.causal and not half and PREFIX in graphs and SUFFIX in graphs
 
     def gradient_problem(self, encoded: Encoded, plan):
         problem = _core.GradientProblem()

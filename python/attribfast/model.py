@@ -200,6 +200,7 @@ class AttributionModel:
         truncate: str | None = None,
         per_token: bool = False,
         contrast: str | int | Sequence | None = None,
+        reuse_prefix: bool = True,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -223,6 +224,9 @@ class AttributionModel:
         contrast: attribute score(target) - score(contrast), in the same run: one target for every
             column, a list aligned with targets, or "others" (the mean score of the other targets);
             columns are labelled "target vs contrast". Linear methods only (docs/semantics.md).
+        reuse_prefix: causal LMs whose bundle has the prefix-reuse graphs: perturbed rows reuse the
+            clean input's key/value cache before their first change (same results within float
+            rounding, fewer token positions computed). False runs every row in full.
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -234,7 +238,9 @@ class AttributionModel:
         check_target_texts(contrast)
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
-        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast)
+        if not isinstance(reuse_prefix, bool):
+            raise InvalidInputError("reuse_prefix must be True or False")
+        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -243,7 +249,18 @@ class AttributionModel:
         return [self._attribute_one(t, *options) for t in texts]
 
     def _attribute_one(
-        self, text, targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast=None
+        self,
+        text,
+        targets,
+        method,
+        generate,
+        batch_size,
+        progress,
+        seed,
+        truncate,
+        per_token,
+        contrast=None,
+        reuse_prefix=True,
     ) -> Attribution:
         encoded = self._encode(text, truncate)
         if contrast is None:
@@ -255,6 +272,7 @@ class AttributionModel:
         policy.memory_budget = self._memory_budget
         policy.hidden_size = self._spec.hidden_size
         policy.num_heads = self._spec.num_heads
+        policy.reuse_prefix = reuse_prefix
         session = self.session(method.needs)
         if session.provider == "cuda":
             policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
@@ -283,6 +301,7 @@ class AttributionModel:
             score=self._spec.score,
             bundle_hash=self._spec.bundle_hash,
             evaluations=result.rows_run,
+            token_positions=result.token_positions,
             seconds=result.seconds,
         )
         return Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))

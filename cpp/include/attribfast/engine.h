@@ -18,6 +18,21 @@ struct ExtraInput {
   std::vector<unsigned char> data;   // n_segments rows, row-major
 };
 
+// Prefix (key/value) reuse for causal LMs: a variant whose first change is at position p has the
+// clean input's keys and values on [0, p). The prefix graph computes the clean input's cache once;
+// a row then runs only its tokens from a boundary b <= p on (its changed tail and the target
+// continuation) through the suffix graph, reading the cache's first b positions.
+struct PrefixReuse {
+  const Session* prefix = nullptr;  // input_ids [1, n], attention_mask -> present [1, n, width]
+  const Session* suffix = nullptr;  // input_ids [b, s], attention_mask [b, s], past [p, width], extras -> scores
+  std::string past_input = "past";
+  std::string present_output = "present";
+  std::string score_output = "suffix_scores";
+  int64_t bucket = 0;      // boundaries are multiples of this (0: chosen so that a bucket fills a batch)
+  int64_t min_prefix = 1;  // rows whose boundary is shorter run the full forward graph
+  bool enabled() const { return prefix != nullptr && suffix != nullptr; }
+};
+
 // What to evaluate: the attributable ids, and the segments each variant is paired with. A causal
 // LM continuation target is one segment (suffix = continuation ids); classifier classes or
 // generated tokens share one segment whose output columns are several targets.
@@ -35,7 +50,19 @@ struct ScoreProblem {
   // position matters. Variants that change only later positions reuse the clean scores.
   std::vector<int64_t> horizons;
   int64_t n_targets = 0;
+  PrefixReuse prefix_reuse;  // off unless both sessions are set
 };
+
+// Rows grouped by their prefix boundary: the largest multiple of `bucket` that is <= the row's
+// first change and <= n - 1 (the suffix keeps the last input token: the first target score reads
+// its output). A boundary below min_prefix is 0: those rows run the full graph. Groups come in
+// ascending boundary order; rows keep their order within a group.
+struct BoundaryGroup {
+  int64_t boundary = 0;
+  std::vector<size_t> rows;
+};
+std::vector<BoundaryGroup> group_by_boundary(const std::vector<int64_t>& first_changed, int64_t n, int64_t bucket,
+                                             int64_t min_prefix);
 
 struct BatchPolicy {
   int64_t batch_size = 0;             // rows per run; 0 chooses from the memory budget
@@ -46,6 +73,8 @@ struct BatchPolicy {
   // Tokens per batch at most (0: no limit). On CPUs, batches of a few thousand tokens keep the
   // activations in cache and run faster than the largest batch the memory allows.
   int64_t max_batch_tokens = 2048;
+  // Use the prefix-reuse graphs when the problem has them (false: every row runs the whole sequence).
+  bool reuse_prefix = true;
 };
 
 // "nan", "inf" or "-inf" (a NaN's sign is noise), for messages about non-finite model outputs.
@@ -53,6 +82,9 @@ std::string non_finite_name(double value);
 
 // Rows per batch for sequences of seq_len tokens under the policy.
 int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len);
+// Rows per batch of suffix rows of seq_len tokens after a prefix of past_len positions whose cache
+// rows are cache_width floats wide: the expanded cache (past + new positions, per row) counts too.
+int64_t choose_suffix_batch_size(const BatchPolicy& policy, int64_t seq_len, int64_t past_len, int64_t cache_width);
 
 // The row cap after a batch of `rows` did not fit the device's memory: half as many. The memory
 // estimate behind choose_batch_size is a model of the graph, not a measurement, so the runners
@@ -72,6 +104,8 @@ class ScoreEvaluator {
   // Scores [variants.size(), n_targets] of variants (each n ids). Each distinct variant is run once.
   std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants);
   int64_t rows_run() const { return rows_run_; }
+  // Token positions the model computed: batch x padded length of every run, prefix runs included.
+  int64_t token_positions() const { return token_positions_; }
   double seconds() const;
   // Announce more work for the progress callback (rows expected in all).
   void expect_rows(int64_t rows) { rows_expected_ += rows; }
@@ -82,8 +116,19 @@ class ScoreEvaluator {
     int64_t segment;
     int64_t length;
   };
+  // One graph's pass over rows: the full forward (boundary 0), or the suffix graph after a prefix.
+  struct Pass {
+    const Session* session;
+    const std::string* score_output;
+    int64_t boundary = 0;
+    const TensorView* past = nullptr;  // [boundary, width] slice of the clean cache
+    int64_t cache_width = 0;
+  };
   void run_rows(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                std::vector<double>& out);
+                std::vector<double>& out, const Pass& pass);
+  void run_with_reuse(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
+                      const std::vector<int64_t>& first_changed, std::vector<double>& out);
+  void compute_clean_cache();
 
   const Session& session_;
   ScoreProblem problem_;
@@ -98,6 +143,11 @@ class ScoreEvaluator {
   HostBuffer ids_buffer_, mask_buffer_;
   std::vector<HostBuffer> extra_buffers_;
   int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
+  int64_t token_positions_ = 0;
+  // The clean input's cache [n, width] (prefix reuse), computed on first need.
+  std::vector<unsigned char> cache_;
+  int cache_type_ = 0;
+  int64_t cache_width_ = 0;
 };
 
 }  // namespace attribfast

@@ -16,6 +16,7 @@ struct AttributionResult {
   std::vector<double> standard_error;  // same shape for sampling methods, else empty
   std::vector<double> clean_scores;    // [n_targets]
   int64_t rows_run = 0;                // model rows evaluated
+  int64_t token_positions = 0;         // token positions those runs computed (batch x padded length)
   int64_t samples = 0;                 // permutations / coalitions used (sampling methods)
   std::vector<double> delta;           // integrated gradients: convergence delta per target
   std::vector<int64_t> steps;          // integrated gradients: steps used per target

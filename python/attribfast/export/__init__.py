@@ -32,7 +32,9 @@ import numpy as np
 from ..bundle import MANIFEST, SCHEMA_VERSION, sha256_of
 from ..errors import ExportError, OutputExistsError
 from ..tasks import TASKS, get_task
+from ..tasks.prefix import PREFIX, SUFFIX
 from .load import load_model, torch_or_error
+from .reuse import reuse_graphs, validate_reuse
 from .validation import ExportTolerance, check_errors, example_inputs, try_optimize, validate
 
 DEFAULT_OPSET = 18
@@ -121,16 +123,29 @@ def export_model(
     ragged = any("target_length" in axes.values() for axes in task.target_input_axes().values())
     ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if ragged else 1, 0, True)
     extra_args = [extra.example(ids, mask) if extra.example is not None else () for extra in extras]
+    reuse_note = {"available": reuse_graphs(extras)} if task.causal else None
     say("tracing and converting the graphs")
     example = (ids, mask, targets, extra_args)
-    traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
+    try:
+        traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
+    except ExportError as e:
+        if not reuse_graphs(extras):
+            raise
+        # The prefix-reuse graphs are an optimisation: a family whose cache path does not trace
+        # still exports, and attributes without reuse.
+        say("the prefix-reuse graphs did not trace; exporting without them")
+        extras, extra_args = _without_reuse(extras, extra_args)
+        reuse_note = {"available": False, "reason": f"the cache path did not trace: {str(e)[:500]}"}
+        traced = trace_joint(task, model, score_module, extras, (ids, mask, targets, extra_args), out, opset,
+                             external, max_length)
     say("writing " + ", ".join(["forward.onnx", "gradient.onnx", *(f"{e.name}.onnx" for e in extras)]))
     graphs = {
         "forward": (["input_ids", "attention_mask", *task.target_inputs], ["scores"]),
         "gradient": (["inputs_embeds", "attention_mask", *task.target_inputs], ["scores", "embeds_grad"]),
     }
     for extra in extras:
-        graphs[extra.name] = (["input_ids", "attention_mask", *extra.inputs], [extra.output])
+        targets_read = list(task.target_inputs) if extra.with_targets else []
+        graphs[extra.name] = (["input_ids", "attention_mask", *extra.inputs, *targets_read], [extra.output])
     for name, (inputs, outputs) in graphs.items():
         carve(traced, out / f"{name}.onnx", inputs, outputs, from_ids=inputs[0] == "input_ids")
     del traced
@@ -150,6 +165,17 @@ def export_model(
     say("validating against torch")
     errors = validate(task, model, score_module, extras, out, max_length)
     check_errors(errors, tolerance, extras)
+    if reuse_graphs(extras):
+        error = validate_reuse(task, model, score_module, out, max_length)
+        reuse_note = {"available": error <= tolerance.scores, "error": error}
+        if error > tolerance.scores:
+            # Wrong reuse graphs must not be used; the bundle keeps the exact no-reuse path.
+            say(f"the prefix-reuse graphs differ from the full forward by {error:.3g}; dropping them")
+            reuse_note["reason"] = f"differs from the full forward by {error:.3g}"
+            for name in (PREFIX, SUFFIX):
+                (out / f"{name}.onnx").unlink()
+                del graphs[name]
+            extras, _ = _without_reuse(extras, [()] * len(extras))
 
     optimization = None
     if optimize:
@@ -181,6 +207,7 @@ def export_model(
         "export_errors": errors,
         "tolerance": asdict(tolerance),
         "optimization": optimization,
+        "prefix_reuse": reuse_note,
         "versions": {
             "attribfast": _version(),
             "torch": torch.__version__,
@@ -196,6 +223,11 @@ def export_model(
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"done in {manifest['export_seconds']} s, peak memory {manifest['peak_memory_mb']} MB")
     return out
+
+
+def _without_reuse(extras, extra_args):
+    kept = [k for k, extra in enumerate(extras) if extra.name not in (PREFIX, SUFFIX)]
+    return [extras[k] for k in kept], [extra_args[k] for k in kept]
 
 
 def _special_tokens(tokenizer) -> dict:

@@ -68,7 +68,10 @@ def trace_joint(
         start = n_targets
         for extra, count in zip(extras, counts, strict=True):
             # The same leaf: the extra graphs reuse the hidden states traced for the scores (sharing()).
-            outputs.append(extra.module(leaf, attention_mask, *rest[start : start + count]))
+            own = rest[start : start + count]
+            if extra.with_targets:
+                own = (*own, *rest[:n_targets])
+            outputs.append(extra.module(leaf, attention_mask, *own))
             start += count
         outputs.append(embedding(rest[-1]))
         return tuple(outputs)

@@ -55,6 +55,7 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
     import torch
 
     embedding = model.get_input_embeddings()
+    checked = [extra for extra in extras if extra.validated]
     errors = {"forward_scores": 0.0, "gradient_scores": 0.0, "gradients": 0.0, "auxiliary": 0.0}
     cases = []
     for seed, (batch, seq, n_targets, length) in enumerate(CASES):
@@ -78,7 +79,7 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
         with torch.enable_grad():
             (grad_reference,) = torch.autograd.grad(score_module(leaf, mask, *targets).sum(), leaf)
         extra_cases = {}
-        for extra in extras:
+        for extra in checked:
             args = extra.example(ids, mask) if extra.example is not None else ()
             with torch.no_grad():
                 expected = extra.module(embeds, mask, *args).numpy()
@@ -90,7 +91,7 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
     def worst(key, got, expected, scale=1.0):
         errors[key] = max(errors[key], float(np.abs(got - expected).max()) / scale)
 
-    for name in ["forward", "gradient", *(extra.name for extra in extras)]:
+    for name in ["forward", "gradient", *(extra.name for extra in checked)]:
         session = onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
         for feeds, embeds, reference, grad_reference, extra_cases in cases:
             if name == "forward":

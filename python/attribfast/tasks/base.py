@@ -44,7 +44,9 @@ class ExtraGraph:
 
     It is carved out of the same trace as the score graphs: `module(inputs_embeds, attention_mask,
     *extra inputs)` -> one output. inputs: the names of its extra inputs with their dynamic axes;
-    example(ids, mask) gives example values for them.
+    example(ids, mask) gives example values for them. with_targets: the module also reads the
+    task's target inputs (after its own), and the graph takes them under the same names. validated:
+    the generic check against its own torch module applies (else the task validates it itself).
     """
 
     name: str
@@ -52,6 +54,8 @@ class ExtraGraph:
     module: Any
     inputs: dict = field(default_factory=dict)
     example: Any = None
+    with_targets: bool = False
+    validated: bool = True
 
 
 class Task:

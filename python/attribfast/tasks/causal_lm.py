@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import NonFiniteScoreError, TargetError, UnsupportedArchitectureError
 from .base import ExtraGraph, TargetPlan, Task, as_list, shared, unique_labels
+from .prefix import prefix_graphs
 
 
 class CausalLM(Task):
@@ -71,6 +72,7 @@ class CausalLM(Task):
                 return final_logits(model, score_module.head(torch.gather(hidden, 1, index).squeeze(1)))
 
         return [
+            *prefix_graphs(model, score_module, reduce_scores, final_logits),
             ExtraGraph(
                 "next_token",
                 "logits",

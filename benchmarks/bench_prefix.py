@@ -1,0 +1,158 @@
+"""Prefix (key/value) reuse: occlusion on a causal LM with and without reuse, Captum, the ORT floor.
+
+    python benchmarks/bench_prefix.py --repeats 5
+
+Model: a GPT-2-style LM (4 layers, hidden 256, vocab 50257, 256 positions, random init). Prompts of
+64 / 128 / 240 tokens, 5 continuations of 5 tokens each, occlusion with window 1. Contenders:
+attribfast with prefix reuse (the default), attribfast with reuse_prefix=False, Captum best-tuned
+(target-only head, the best perturbations_per_eval), and plain onnxruntime running the no-reuse
+rows through forward.onnx at its best batch size. Timings are medians of --repeats runs in one
+process; every contender's matrix is checked against the no-reuse one first. Token positions: what
+each attribfast run computed (batch x padded length of every model run, the prefix run included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+from common import CACHE, PROMPT_WORDS, best_of, causal_target_feeds, median_seconds, ort_floor
+
+LENGTHS = (64, 128, 240)
+WORDS = PROMPT_WORDS.split()
+
+
+def bench_model():
+    """GPT-2 style, 4 layers, hidden 256, vocab 50257, 256 positions (room for 240 + 5 tokens)."""
+    import torch
+    from tiny_models import gpt2_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = CACHE / "gpt2-4x256-p256"
+    if not (folder / "config.json").is_file():
+        fast = gpt2_tokenizer()
+        torch.manual_seed(0)
+        config = GPT2Config(
+            n_layer=4,
+            n_embd=256,
+            n_head=4,
+            n_positions=256,
+            vocab_size=50257,
+            eos_token_id=fast.eos_token_id,
+            bos_token_id=fast.eos_token_id,
+        )
+        GPT2LMHeadModel(config).eval().save_pretrained(folder)
+        fast.save_pretrained(folder)
+    return folder
+
+
+def continuations(tokenizer, count: int = 5, length: int = 5) -> list[str]:
+    """count continuation strings of exactly `length` tokens, from consecutive prompt words."""
+    found = []
+    for start in range(len(WORDS)):
+        for end in range(start + 1, len(WORDS) + 1):
+            text = " " + " ".join(WORDS[start:end])
+            size = len(tokenizer.encode(text, add_special_tokens=False).ids)
+            if size == length and text not in found:
+                found.append(text)
+                break
+            if size > length:
+                break
+        if len(found) == count:
+            return found
+    raise RuntimeError("not enough 5-token continuations in the prompt words")
+
+
+def prompt(tokenizer, n: int) -> list[int]:
+    ids = tokenizer.encode(PROMPT_WORDS).ids
+    while len(ids) < n:
+        ids = ids + ids
+    return ids[:n]
+
+
+def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, captum_repeats: int):
+    import torch
+    from captum.attr import Occlusion
+    from reference_scores import causal_target_only
+
+    tokenizer = model._spec.tokenizer
+    ids = prompt(tokenizer, n)
+
+    def run(reuse):
+        return model.attribute(ids, targets=targets, method="occlusion", reuse_prefix=reuse)
+
+    reused, full = run(True), run(False)
+    difference = float(np.abs(reused.matrix - full.matrix).max())
+    rows = [
+        ("attribfast, prefix reuse", *median_seconds(lambda: run(True), repeats), reused.token_positions),
+        ("attribfast, no reuse", *median_seconds(lambda: run(False), repeats), full.token_positions),
+    ]
+
+    baseline = model._baseline_id(None)
+    pieces = [tokenizer.encode(t, add_special_tokens=False).ids for t in targets]
+    ids_t = torch.tensor([ids])
+
+    def captum(ppe):
+        return lambda: [
+            Occlusion(causal_target_only(hf, c)).attribute(
+                ids_t, sliding_window_shapes=(1,), baselines=baseline, perturbations_per_eval=ppe
+            )
+            for c in pieces
+        ]
+
+    captum_matrix = np.stack([m[0].numpy() for m in captum(32)()], 1)
+    captum_difference = float(np.abs(captum_matrix - full.matrix).max())
+    best = best_of((16, 32), captum, captum_repeats)
+    rows.append((f"Captum best-tuned (target-only, perturbations_per_eval={best[2]})", best[0], best[1], None))
+
+    seq = n + 4
+
+    def feeds(count):
+        return {
+            "input_ids": np.full((count, seq), ids[0], np.int64),
+            "attention_mask": np.ones((count, seq), np.int64),
+            **causal_target_feeds(count, n, 5),
+        }
+
+    floor = ort_floor(bundle / "forward.onnx", feeds, full.evaluations, (8, 16), repeats)
+    rows.append((f"floor: onnxruntime, {full.evaluations} full rows, batch {floor[2]}", floor[0], floor[1], None))
+    return rows, difference, captum_difference, full.evaluations
+
+
+def main():
+    import attribfast
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--captum-repeats", type=int, default=3)
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 2)
+    model_dir = bench_model()
+    bundle = CACHE / "bundle-gpt2-4x256-p256"
+    if not (bundle / "attribfast.json").is_file():
+        attribfast.export_model(model_dir, task="causal-lm", out_dir=bundle, overwrite=True)
+    sizes = {f.name: f.stat().st_size for f in sorted(bundle.iterdir())}
+    print("bundle files (bytes):", sizes)
+    model = attribfast.load(bundle)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    targets = continuations(model._spec.tokenizer)
+    for n in args.lengths:
+        rows, difference, captum_difference, evaluations = bench_length(
+            model, hf, bundle, n, targets, args.repeats, args.captum_repeats
+        )
+        print(f"\n### Occlusion, window 1: {n}-token prompt, 5 continuations of 5 tokens ({evaluations} rows)\n")
+        print(f"max |reuse - no reuse| = {difference:.2e}; max |Captum - no reuse| = {captum_difference:.2e}\n")
+        reference = rows[0][1]
+        print("| contender | median (s) | min (s) | runs | time / reuse | token positions |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, median, times, positions in rows:
+            count = "" if positions is None else f"{positions:,}"
+            print(f"| {name} | {median:.4f} | {min(times):.4f} | {len(times)} | {median / reference:.2f}x | {count} |")
+
+
+if __name__ == "__main__":
+    main()
