@@ -43,6 +43,7 @@ def _export(args: argparse.Namespace) -> int:
         opset=args.opset,
         overwrite=args.overwrite,
         optimize=args.optimize,
+        prefix_reuse=not args.no_prefix_reuse,
         progress=lambda line: print(f"[{time.perf_counter() - started:6.1f}s] {line}", flush=True),
     )
     manifest = json.loads((out / "attribfast.json").read_text())
@@ -178,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--optimize", action="store_true", help="try ORT's offline optimisation, kept if exact and faster"
     )
+    export.add_argument(
+        "--no-prefix-reuse",
+        action="store_true",
+        help="causal LMs: skip the prefix-reuse graphs (faster export, smaller bundle, no KV reuse)",
+    )
     export.set_defaults(run=_export)
 
     method_help, method_epilog = _method_help()
@@ -224,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .corpus.command import add_parser as add_corpus_parser
 
-    add_corpus_parser(commands, method_help, method_epilog)
+    add_corpus_parser(commands, method_help, method_epilog, _method_from_args)
 
     demo = commands.add_parser("demo", help="attribute the seed's arithmetic prompt with the shipped model")
     demo.add_argument("--out", help="heatmap PNG to write (default: heatmap.png; heatmap-contrast.png with --contrast)")

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..errors import InvalidInputError
 
 
-def add_parser(commands, method_help: str, method_epilog: str) -> None:
+def add_parser(commands, method_help: str, method_epilog: str, method_from_args) -> None:
+    """Adds explain-corpus; method_from_args(name, params) turns --method/--param into a config (the CLI's)."""
     parser = commands.add_parser(
         "explain-corpus",
         help="attribute every row of a .jsonl, .csv or .parquet file into a Parquet dataset (resumable)",
@@ -42,16 +43,15 @@ def add_parser(commands, method_help: str, method_epilog: str) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=2, help="Ray actors (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, method_from_args=method_from_args)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _method_from_args
     from .files import ChunkWriter, read_table
 
     if args.chunk_size < 1:
         raise InvalidInputError("--chunk-size must be >= 1")
-    method = _method_from_args(args.method, args.param)
+    method = args.method_from_args(args.method, args.param)
     frame = read_table(args.input)
     if args.text_column not in frame.columns:
         raise InvalidInputError(f"{args.input} has no column {args.text_column!r} (columns: {list(frame.columns)})")

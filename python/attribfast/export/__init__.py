@@ -58,6 +58,7 @@ def export_model(
     external_data: bool | None = None,
     optimize: bool = False,
     progress: Callable[[str], None] | None = None,
+    prefix_reuse: bool = True,
 ) -> Path:
     """Exports a Hugging Face model (or its local directory) to an attribution bundle.
 
@@ -77,6 +78,9 @@ def export_model(
         optimize: also try ONNX Runtime's offline graph optimisation and keep it only where the
             outputs stay within tolerance and it is faster.
         progress: called with a line of text at each step.
+        prefix_reuse: causal LMs: also export the prefix and suffix_score graphs that let
+            perturbation methods reuse the clean input's key/value cache (kept only where they trace
+            and match the full forward). False skips them: a faster export and a smaller bundle.
 
     Returns the bundle path. Raises UnsupportedArchitectureError naming a missing capability, or
     ExportValidationError naming the graph that disagrees with torch and by how much.
@@ -124,6 +128,9 @@ def export_model(
     ids, mask, targets = example_inputs(task, model, 2, min(11, max_length), 3, 5 if ragged else 1, 0, True)
     extra_args = [extra.example(ids, mask) if extra.example is not None else () for extra in extras]
     reuse_note = {"available": reuse_graphs(extras)} if task.causal else None
+    if not prefix_reuse and reuse_graphs(extras):
+        extras, extra_args = _without_reuse(extras, extra_args)
+        reuse_note = {"available": False, "reason": "not requested (prefix_reuse=False)"}
     say("tracing and converting the graphs")
     example = (ids, mask, targets, extra_args)
     try:

@@ -102,7 +102,7 @@ class IntegratedGradients(Method):
                 f"(tolerance {self.tolerance:g}, max_steps {self.max_steps}); raise max_steps, or pass "
                 "tolerance=None for fixed steps",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of attribute()
             )
 
 
