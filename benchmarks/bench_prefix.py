@@ -17,34 +17,10 @@ import argparse
 import os
 
 import numpy as np
-from common import CACHE, PROMPT_WORDS, best_of, causal_target_feeds, median_seconds, ort_floor
+from common import CACHE, PROMPT_WORDS, best_of, causal_target_feeds, gpt2_bench_model, median_seconds, ort_floor
 
 LENGTHS = (64, 128, 240)
 WORDS = PROMPT_WORDS.split()
-
-
-def bench_model():
-    """GPT-2 style, 4 layers, hidden 256, vocab 50257, 256 positions (room for 240 + 5 tokens)."""
-    import torch
-    from tiny_models import gpt2_tokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    folder = CACHE / "gpt2-4x256-p256"
-    if not (folder / "config.json").is_file():
-        fast = gpt2_tokenizer()
-        torch.manual_seed(0)
-        config = GPT2Config(
-            n_layer=4,
-            n_embd=256,
-            n_head=4,
-            n_positions=256,
-            vocab_size=50257,
-            eos_token_id=fast.eos_token_id,
-            bos_token_id=fast.eos_token_id,
-        )
-        GPT2LMHeadModel(config).eval().save_pretrained(folder)
-        fast.save_pretrained(folder)
-    return folder
 
 
 def continuations(tokenizer, count: int = 5, length: int = 5) -> list[str]:
@@ -131,7 +107,7 @@ def main():
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
-    model_dir = bench_model()
+    model_dir = gpt2_bench_model(positions=256)  # room for 240 + 5 tokens
     bundle = CACHE / "bundle-gpt2-4x256-p256"
     if not (bundle / "attribfast.json").is_file():
         attribfast.export_model(model_dir, task="causal-lm", out_dir=bundle, overwrite=True)

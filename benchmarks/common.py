@@ -87,13 +87,13 @@ def reference_embedding_work(bundle: Path, tokenizer):
     return lambda: session.run(None, {"input_ids": ids, "attention_mask": mask})
 
 
-def gpt2_bench_model():
+def gpt2_bench_model(positions: int = 128):
     """GPT-2 style, 4 layers, hidden 256, vocab 50257, random init; tokenizer trained locally."""
     import torch
     from tiny_models import gpt2_tokenizer
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    folder = CACHE / "gpt2-4x256"
+    folder = CACHE / ("gpt2-4x256" if positions == 128 else f"gpt2-4x256-p{positions}")
     if not (folder / "config.json").is_file():
         fast = gpt2_tokenizer()
         torch.manual_seed(0)
@@ -101,7 +101,7 @@ def gpt2_bench_model():
             n_layer=4,
             n_embd=256,
             n_head=4,
-            n_positions=128,
+            n_positions=positions,
             vocab_size=50257,
             eos_token_id=fast.eos_token_id,
             bos_token_id=fast.eos_token_id,
