@@ -47,6 +47,8 @@ def add_parser(commands, method_help: str, method_epilog: str, method_from_args)
 
 
 def run(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from .files import ChunkWriter, read_table
 
     if args.chunk_size < 1:
@@ -66,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     source = _ray_chunks if args.ray else _local_chunks
     bar = None if args.quiet else _bar(len(todo))
     try:
-        for row_ids, inputs, records in source(args, method, frame, chunks):
-            writer.write(inputs, row_ids, records)
+        # One conversion of the whole input: every part then has the same input column types, even
+        # where a chunk's cells alone would infer another (all missing, say).
+        inputs = pa.Table.from_pandas(frame, preserve_index=False)
+        for row_ids, records in source(args, method, frame, chunks):
+            writer.write(inputs.take(row_ids), row_ids, records)
             if bar is not None:
                 bar.update(len(row_ids))
     finally:
@@ -100,12 +105,6 @@ def _cell_targets(value):
     return value
 
 
-def _arrow_rows(frame, rows: list[int]):
-    import pyarrow as pa
-
-    return pa.Table.from_pandas(frame.iloc[rows], preserve_index=False)
-
-
 def _local_chunks(args, method, frame, chunks):
     from ..model import load
     from .sweep import attribute_records
@@ -123,7 +122,7 @@ def _local_chunks(args, method, frame, chunks):
                 truncate=args.truncate,
             )
         )
-        yield rows, _arrow_rows(frame, rows), records
+        yield rows, records
 
 
 def _ray_chunks(args, method, frame, chunks):
@@ -155,7 +154,7 @@ def _ray_chunks(args, method, frame, chunks):
     )
     for batch in result.iter_batches(batch_size=args.chunk_size, batch_format="pandas"):
         rows = [int(i) for i in batch["__row_id"]]
-        yield rows, _arrow_rows(frame, rows), batch[list(RESULT_COLUMNS)].to_dict("records")
+        yield rows, batch[list(RESULT_COLUMNS)].to_dict("records")
 
 
 def _text(value) -> str:
