@@ -24,7 +24,7 @@ from attribfast.errors import (
     ModelLoadError,
     ProviderWarning,
 )
-from onnx_models import linear_score_model, multi_io_model, slow_model
+from onnx_models import linear_score_model, multi_io_model, singular_gradient_model, slow_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -293,6 +293,8 @@ def test_cpp_core_tests(core_test_binary, tmp_path):
     # linear_score.onnx: table[v][t] = 0.5 v - t, as core_tests.cpp expects.
     table = np.fromfunction(lambda v, t: 0.5 * v - t, (10, 3))
     (tmp_path / "linear_score.onnx").write_bytes(linear_score_model(table))
+    # square_gradient.onnx: score S^2 and "gradient" 2 / S, S the row's sum (test_sampled_gradients).
+    (tmp_path / "square_gradient.onnx").write_bytes(singular_gradient_model(log_score=False))
     from attribfast._runtime import find_ort_library
 
     result = subprocess.run(

@@ -281,6 +281,38 @@ void bind_methods(py::module_& m) {
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("kind"), py::arg("aggregation"),
      py::arg("policy"), py::arg("progress") = py::none());
 
+  using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+  m.def("sampled_gradients", [](const Session& s, const GradientProblem& problem, const FloatArray& embeddings,
+                                const FloatArray& noise, const FloatArray& baselines, const py::object& baseline_index,
+                                const DoubleArray& alphas, const DoubleArray& weights, bool absolute,
+                                const std::string& nt_type, const std::string& aggregation, const BatchPolicy& policy,
+                                const py::object& progress) {
+    if (noise.ndim() != 3 || baselines.ndim() != 3 || alphas.ndim() != 2 || weights.ndim() != 1) {
+      throw InvalidInputError("expected noise [n_samples, n, hidden], baselines [k, n, hidden], alphas [n_samples, K], "
+                              "weights [K]");
+    }
+    SampledGradientParams params;
+    params.noise.assign(noise.data(), noise.data() + noise.size());
+    params.baselines.assign(baselines.data(), baselines.data() + baselines.size());
+    params.baseline_index = int_list_arg(baseline_index, "baseline_index", 0);
+    params.alphas.assign(alphas.data(), alphas.data() + alphas.size());
+    params.weights.assign(weights.data(), weights.data() + weights.size());
+    params.absolute = absolute;
+    if (nt_type == "smoothgrad") params.nt_type = NoiseTunnelType::kSmoothGrad;
+    else if (nt_type == "smoothgrad_sq") params.nt_type = NoiseTunnelType::kSmoothGradSq;
+    else if (nt_type == "vargrad") params.nt_type = NoiseTunnelType::kVarGrad;
+    else throw InvalidInputError("unknown nt_type '" + nt_type + "' (possible: smoothgrad, smoothgrad_sq, vargrad)");
+    params.aggregation = aggregation_of(aggregation);
+    // The runner's own baseline is unused here (each sample names its own); zeros pass its checks.
+    FloatArray zero_baseline(std::vector<py::ssize_t>{
+        static_cast<py::ssize_t>(problem.ids.size()), embeddings.ndim() == 2 ? embeddings.shape(1) : 0});
+    std::fill(zero_baseline.mutable_data(), zero_baseline.mutable_data() + zero_baseline.size(), 0.0f);
+    return run_gradient_method(s, problem, embeddings, zero_baseline, policy, progress,
+                               [&](GradientRunner& r) { return sampled_gradients(r, params); });
+  }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("noise"), py::arg("baselines"),
+     py::arg("baseline_index"), py::arg("alphas"), py::arg("weights"), py::arg("absolute"), py::arg("nt_type"),
+     py::arg("aggregation"), py::arg("policy"), py::arg("progress") = py::none());
+
   // Pure math, exposed for tests and for reproducing samples.
   m.def("quadrature", [](const std::string& method, const py::object& n_steps) {
     // Ctrl-C stops a long Gauss-Legendre computation (this runs holding the GIL, on the caller's thread).

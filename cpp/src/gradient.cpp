@@ -39,7 +39,12 @@ double aggregate(const double* values, int64_t hidden, Aggregation aggregation) 
 }
 
 // Where on the path a row was evaluated, for error messages.
-std::string describe_point(double alpha) {
+std::string describe_point(double alpha, int64_t sample = -1) {
+  if (sample >= 0) {
+    std::ostringstream out;
+    out << "at noise sample " << sample << ", alpha " << alpha << " on its path from the baseline";
+    return out.str();
+  }
   if (alpha == 1.0) return "at the input";
   if (alpha == 0.0) return "at the baseline";
   std::ostringstream out;
@@ -101,7 +106,7 @@ double GradientRunner::seconds() const {
 void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) {
   const int64_t n = n_positions();
   const int64_t hidden = problem_.hidden_size;
-  expect_rows(static_cast<int64_t>(rows.size()));
+  if (!planned_) expect_rows(static_cast<int64_t>(rows.size()));
   // Bucket by length: rows of the same target have the same length.
   std::vector<size_t> order(rows.size());
   std::iota(order.begin(), order.end(), 0);
@@ -127,7 +132,16 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     for (int64_t b = 0; b < batch; ++b) {
       const Row& row = rows[order[begin + b]];
       float* dest = batch_embeds + b * seq * hidden;
-      if (row.alpha == 1.0 || row.alpha == 0.0) {
+      if (row.sample >= 0) {
+        const float* x = samples_.inputs + row.sample * n * hidden;
+        const float* b = samples_.baselines + samples_.baseline_index[row.sample] * n * hidden;
+        const float alpha = static_cast<float>(row.alpha);
+        if (row.alpha == 1.0 || row.alpha == 0.0) {
+          std::copy(row.alpha == 1.0 ? x : b, (row.alpha == 1.0 ? x : b) + n * hidden, dest);
+        } else {
+          for (int64_t k = 0; k < n * hidden; ++k) dest[k] = b[k] + alpha * (x[k] - b[k]);
+        }
+      } else if (row.alpha == 1.0 || row.alpha == 0.0) {
         // The path's ends exactly, without the rounding of b + 1 * (x - b).
         const auto& end_point = row.alpha == 1.0 ? input_ : problem_.baseline;
         std::copy(end_point.begin(), end_point.end(), dest);
@@ -183,14 +197,14 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
       const Row& row = rows[order[begin + b]];
       if (!std::isfinite(score_data[b])) {
         throw NumericalError("the model returned a non-finite score (" + non_finite_name(score_data[b]) +
-                             ") for target " + std::to_string(row.target) + " " + describe_point(row.alpha));
+                             ") for target " + std::to_string(row.target) + " " + describe_point(row.alpha, row.sample));
       }
       const float* bad = std::find_if(g, g + n * hidden, [](float v) { return !std::isfinite(v); });
       if (bad != g + n * hidden) {
         const int64_t k = bad - g;
         throw NumericalError("the model returned a non-finite gradient (" + non_finite_name(*bad) + ") at token " +
                              std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden) +
-                             ", for target " + std::to_string(row.target) + " " + describe_point(row.alpha));
+                             ", for target " + std::to_string(row.target) + " " + describe_point(row.alpha, row.sample));
       }
       consume(order[begin + b], score_data[b], g);
     }

@@ -7,7 +7,9 @@ the scores, and integrated gradients / input x gradient sum gradients, which are
 attribution of score(a) - score(b) is exactly the attribution of a minus that of b when both come
 from one sweep (same variants, permutations, samples, quadrature nodes). The contrast targets are
 therefore planned as extra score columns of the same run, and the columns are combined here by a
-weight matrix. Saliency (|gradient|) and aggregation "l2" (a norm) are not linear: they refuse.
+weight matrix. Saliency (|gradient|), aggregation "l2" (a norm) and the squares of smoothgrad_sq and
+vargrad are not linear: they refuse. SmoothGrad over a linear method and GradientSHAP share their noise
+across the columns of a run, so they stay linear.
 See docs/semantics.md, "Contrastive attribution".
 """
 
@@ -117,12 +119,19 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _linear(name: str, parameters: dict) -> bool:
+    """Saliency takes |gradient|, "l2" a norm, smoothgrad_sq and vargrad square: not linear."""
+    if name == "smoothgrad" and (parameters.get("nt_type") != "smoothgrad" or parameters.get("method") == "saliency"):
+        return False
+    return name != "saliency" and parameters.get("aggregation", "sum") == "sum"
+
+
 def check_linear(method) -> None:
     """Refuses methods whose attribution is not linear in the score (see the module docstring)."""
-    if method.name == "saliency" or getattr(method, "aggregation", "sum") != "sum":
+    if not _linear(method.name, method.parameters()):
         raise MethodNotAvailableError(
             f"contrast needs a method linear in the score; {method.name} with aggregation "
-            f"{getattr(method, 'aggregation', 'sum')!r} takes an absolute value or a norm per token, so "
+            f"{getattr(method, 'aggregation', 'sum')!r} takes an absolute value, a square or a norm per token, so "
             "attribution(a - b) is not attribution(a) - attribution(b). Use input_x_gradient, integrated_gradients "
             "or a perturbation method with aggregation='sum', or compare the two columns yourself"
         )
@@ -132,10 +141,10 @@ def check_linear_result(result) -> None:
     """check_linear for a finished result (its method name and parameters), and no normalisation:
     columns scaled by different factors do not subtract into the contrast's attribution."""
     aggregation = result.parameters.get("aggregation", "sum")
-    if result.method == "saliency" or aggregation != "sum":
+    if not _linear(result.method, result.parameters):
         raise MethodNotAvailableError(
             f"contrast needs a method linear in the score; {result.method} with aggregation {aggregation!r} is not "
-            "(an absolute value or a norm per token)"
+            "(an absolute value, a square or a norm per token)"
         )
     if result.parameters.get("normalized"):
         raise MethodNotAvailableError("contrast the result before normalize(): its columns are scaled apart")

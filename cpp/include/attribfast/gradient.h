@@ -48,17 +48,32 @@ class GradientRunner {
   const std::vector<float>& input_embeddings() const { return input_; }
   const std::vector<float>& baseline() const { return problem_.baseline; }
 
-  // A row: a target and the point alpha on the straight path baseline -> input.
+  // A row: a target and the point alpha on the straight path baseline -> input. With sample >= 0,
+  // the path runs from that sample's baseline to its noisy input instead (set_samples).
   struct Row {
     int64_t target;
     double alpha;
+    int64_t sample = -1;
   };
+  // Explicit path ends, borrowed: inputs [n_samples, n, hidden] and baselines [k, n, hidden], with
+  // baseline_index[s] naming sample s's baseline.
+  struct Samples {
+    const float* inputs = nullptr;
+    const float* baselines = nullptr;
+    const int64_t* baseline_index = nullptr;
+  };
+  void set_samples(Samples samples) { samples_ = samples; }
   // Runs the rows; for each, consume(row index, score, gradient [n, hidden] of the input positions).
   using Consumer = std::function<void(size_t, double, const float*)>;
   void run(const std::vector<Row>& rows, const Consumer& consume);
   int64_t rows_run() const { return rows_run_; }
   double seconds() const;
   void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  // The total rows of a run split over several run() calls, for progress; run() then adds none.
+  void plan_rows(int64_t rows) {
+    rows_expected_ = rows;
+    planned_ = true;
+  }
   // Throws CancelledError once the run is cancelled; for long work between model runs.
   void check_cancelled() const;
 
@@ -75,9 +90,35 @@ class GradientRunner {
   HostBuffer embeds_buffer_, mask_buffer_;
   std::vector<HostBuffer> extra_buffers_;
   int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
+  Samples samples_;
+  bool planned_ = false;
 };
 
 AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedGradientsParams& params);
+
+// Captum's NoiseTunnel types: the mean of the sample attributions, the mean of their squares, or
+// their variance (mean of squares minus the squared mean), per embedding element.
+enum class NoiseTunnelType { kSmoothGrad, kSmoothGradSq, kVarGrad };
+
+// Gradient methods at sampled points (SmoothGrad / VarGrad over saliency, input x gradient and
+// integrated gradients; GradientSHAP). Sample s has the noisy input x_s = x + noise[s] and the
+// baseline b_s = baselines[baseline_index[s]]; its attribution per embedding element is
+//   |G_s| (absolute) or (x_s - b_s) * G_s,  G_s = sum_k weights[k] * grad(b_s + alphas[s, k] (x_s - b_s)).
+// The samples' attributions are combined by nt_type, then aggregated over the hidden dimension.
+// Standard errors (std / sqrt(n_samples) across samples, infinite for one sample) come with the
+// means that aggregate linearly: smoothgrad and smoothgrad_sq under "sum".
+struct SampledGradientParams {
+  std::vector<float> noise;             // [n_samples, n, hidden]
+  std::vector<float> baselines;         // [k, n, hidden], k >= 1
+  std::vector<int64_t> baseline_index;  // [n_samples], in [0, k)
+  std::vector<double> alphas;           // [n_samples, K]
+  std::vector<double> weights;          // [K]
+  bool absolute = false;
+  NoiseTunnelType nt_type = NoiseTunnelType::kSmoothGrad;
+  Aggregation aggregation = Aggregation::kSum;
+};
+
+AttributionResult sampled_gradients(GradientRunner& runner, const SampledGradientParams& params);
 AttributionResult saliency(GradientRunner& runner, Aggregation aggregation);
 AttributionResult input_x_gradient(GradientRunner& runner, Aggregation aggregation);
 

@@ -6,6 +6,7 @@ from ..errors import MethodNotAvailableError
 from .base import AGGREGATIONS, GROUPINGS, TOKEN_BASELINES, Groups, Method, TokenBaseline
 from .gradient import EMBEDDING_BASELINES, INTEGRATION_METHODS, InputXGradient, IntegratedGradients, Saliency
 from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, ShapleySampling
+from .sampled import NT_TYPES, GradientShap, NoiseTunnel
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -18,6 +19,8 @@ METHODS: dict[str, type[Method]] = {
         IntegratedGradients,
         Saliency,
         InputXGradient,
+        NoiseTunnel,
+        GradientShap,
     )
 }
 
@@ -46,14 +49,17 @@ __all__ = [
     "GROUPINGS",
     "INTEGRATION_METHODS",
     "METHODS",
+    "NT_TYPES",
     "TOKEN_BASELINES",
     "FeatureAblation",
+    "GradientShap",
     "Groups",
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",
     "Lime",
     "Method",
+    "NoiseTunnel",
     "Occlusion",
     "Saliency",
     "ShapleySampling",

@@ -1,0 +1,211 @@
+"""Gradient methods at noisy points: NoiseTunnel (SmoothGrad, SmoothGrad^2, VarGrad) and GradientSHAP.
+
+The noise is drawn in Python, from numpy's default_rng(seed), in this order: the Gaussian noise
+[n_samples, n_tokens, hidden] (standard deviation `stdevs`), then for GradientSHAP the baseline index of
+each sample (integers in [0, k)) and its point on the path (uniform in [0, 1)). It is added to the
+input embeddings of the attributed tokens only, never to a continuation or a target. The core then
+evaluates the gradient graph at every sample's points (_core.sampled_gradients) and combines them the
+way Captum's NoiseTunnel and GradientShap do, so the same draws give Captum's numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .. import _core
+from ..errors import InvalidInputError
+from .base import Method, _check_aggregation, _check_positive, _check_real
+from .gradient import EMBEDDING_BASELINES, InputXGradient, IntegratedGradients, Saliency, _check_baseline_array
+
+NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+_TUNNEL_BASES = {cls.name: cls for cls in (Saliency, InputXGradient, IntegratedGradients)}
+
+
+def _check_seed(seed) -> None:
+    if seed is not None:
+        _check_positive("seed", seed, 0)
+
+
+def _seed(method, seed: int | None) -> int:
+    """The config's own seed, else the call's, else 0."""
+    return method.seed if method.seed is not None else (seed or 0)
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseTunnel(Method):
+    """Captum's NoiseTunnel over a gradient method: the method runs at nt_samples noisy copies of the
+    input embeddings (x + N(0, stdevs^2) per element) and the sample attributions are combined per
+    embedding element, before the method's aggregation over the hidden dimension.
+
+    method: "saliency", "input_x_gradient", "integrated_gradients" or such a config (its aggregation
+    and, for integrated gradients, its n_steps, method and baseline are used; integrated gradients runs
+    exactly n_steps inside the tunnel: the adaptive tolerance is not applied, and no deltas are kept).
+    nt_type: "smoothgrad" (the mean), "smoothgrad_sq" (the mean of squares) or "vargrad" (the variance,
+    mean of squares minus squared mean). stdevs: the noise's standard deviation, in embedding units
+    (Captum's default 1.0; embeddings are often far smaller, so scale it to the model's).
+    seed: the noise seed (None: the call's seed, else 0). standard_errors: for smoothgrad and
+    smoothgrad_sq under aggregation "sum", the spread of the per-sample values / sqrt(nt_samples).
+    """
+
+    method: str | Method = "saliency"
+    nt_type: str = "smoothgrad"
+    nt_samples: int = 5
+    stdevs: float = 1.0
+    seed: int | None = None
+    base: Method = field(init=False, repr=False)
+    name: ClassVar[str] = "smoothgrad"
+    needs: ClassVar[str] = "gradient"
+
+    def __post_init__(self):
+        method = self.method
+        if isinstance(method, str):
+            if method not in _TUNNEL_BASES:
+                raise InvalidInputError(f"a noise tunnel runs one of {', '.join(_TUNNEL_BASES)}, got {method!r}")
+            method = _TUNNEL_BASES[method]()
+        elif not isinstance(method, tuple(_TUNNEL_BASES.values())):
+            raise InvalidInputError(
+                f"a noise tunnel runs one of {', '.join(_TUNNEL_BASES)} (a name or a config), got {method!r}"
+            )
+        object.__setattr__(self, "base", method)
+        if self.nt_type not in NT_TYPES:
+            raise InvalidInputError(f"nt_type must be one of {', '.join(NT_TYPES)}, got {self.nt_type!r}")
+        _check_positive("nt_samples", self.nt_samples)
+        _check_real("stdevs", self.stdevs)
+        _check_seed(self.seed)
+
+    @property
+    def aggregation(self) -> str:
+        return self.base.aggregation
+
+    def parameters(self) -> dict:
+        return {
+            "method": self.base.name,
+            "method_parameters": self.base.parameters(),
+            "nt_type": self.nt_type,
+            "nt_samples": self.nt_samples,
+            "stdevs": self.stdevs,
+            "seed": self.seed,
+            "aggregation": self.aggregation,
+        }
+
+    def run(self, engine, encoded, plan, policy, progress, seed):
+        embeddings = engine.embedding_matrix()
+        n, hidden = encoded.ids.size, embeddings.shape[1]
+        rng = np.random.default_rng(_seed(self, seed))
+        noise = rng.normal(0.0, float(self.stdevs), (self.nt_samples, n, hidden)).astype(np.float32)
+        base = self.base
+        if isinstance(base, IntegratedGradients):
+            alphas, weights = _core.quadrature(base.method, base.n_steps)
+            baselines = engine.embedding_baseline(base.baseline, encoded, embeddings)[None]
+        else:
+            alphas, weights = np.ones(1), np.ones(1)
+            # input x gradient is (x - 0) * grad; saliency ignores the baseline.
+            baselines = np.zeros((1, n, hidden), np.float32)
+        return _run(
+            engine,
+            encoded,
+            plan,
+            policy,
+            progress,
+            noise,
+            baselines,
+            np.zeros(self.nt_samples, np.int64),
+            np.tile(alphas, (self.nt_samples, 1)),
+            weights,
+            isinstance(base, Saliency),
+            self.nt_type,
+            self.aggregation,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class GradientShap(Method):
+    """Captum's GradientShap: the expected (x_s - b) * grad(b + alpha (x_s - b)) over n_samples draws
+    of a noisy input x_s = x + N(0, stdevs^2), a baseline b from the distribution and alpha ~ U(0, 1).
+
+    baselines: "pad", "mask", "unk", "eos", "zero", None (pad, else unk, else eos), an array
+    [n_tokens, hidden], or a distribution [k, n_tokens, hidden] each sample draws one row of.
+    seed: the sampling seed (None: the call's seed, else 0). aggregation: "sum" over the hidden
+    dimension, or "l2" (its norm). standard_errors (aggregation "sum"): the spread of the per-sample
+    values / sqrt(n_samples).
+    """
+
+    n_samples: int = 5
+    stdevs: float = 0.0
+    baselines: str | np.ndarray | None = None
+    seed: int | None = None
+    aggregation: str = "sum"
+    name: ClassVar[str] = "gradient_shap"
+    needs: ClassVar[str] = "gradient"
+
+    def __post_init__(self):
+        _check_positive("n_samples", self.n_samples)
+        _check_real("stdevs", self.stdevs)
+        _check_seed(self.seed)
+        _check_aggregation(self.aggregation)
+        if isinstance(self.baselines, np.ndarray):
+            if self.baselines.ndim == 3:
+                if self.baselines.shape[0] == 0:
+                    raise InvalidInputError("a baseline distribution needs at least one row")
+                _check_baseline_array(self.baselines.reshape(-1, self.baselines.shape[-1]))
+            else:
+                _check_baseline_array(self.baselines)
+        elif self.baselines is not None and (
+            not isinstance(self.baselines, str) or self.baselines not in EMBEDDING_BASELINES
+        ):
+            raise InvalidInputError(
+                f"baselines must be one of {', '.join(EMBEDDING_BASELINES)}, None or an array, got {self.baselines!r}"
+            )
+
+    def run(self, engine, encoded, plan, policy, progress, seed):
+        embeddings = engine.embedding_matrix()
+        n, hidden = encoded.ids.size, embeddings.shape[1]
+        if isinstance(self.baselines, np.ndarray) and self.baselines.ndim == 3:
+            if self.baselines.shape[1:] != (n, hidden):
+                raise InvalidInputError(f"the baselines must have shape (k, {n}, {hidden}), got {self.baselines.shape}")
+            baselines = self.baselines.astype(np.float32)
+        else:
+            baselines = engine.embedding_baseline(self.baselines, encoded, embeddings)[None]
+        rng = np.random.default_rng(_seed(self, seed))
+        noise = rng.normal(0.0, float(self.stdevs), (self.n_samples, n, hidden)).astype(np.float32)
+        index = rng.integers(0, baselines.shape[0], self.n_samples)
+        alphas = rng.uniform(0.0, 1.0, (self.n_samples, 1))
+        return _run(
+            engine,
+            encoded,
+            plan,
+            policy,
+            progress,
+            noise,
+            baselines,
+            index,
+            alphas,
+            np.ones(1),
+            False,
+            "smoothgrad",
+            self.aggregation,
+        )
+
+
+def _run(
+    engine, encoded, plan, policy, progress, noise, baselines, index, alphas, weights, absolute, nt_type, aggregation
+):
+    problem, session = engine.gradient_problem(encoded, plan)
+    return _core.sampled_gradients(
+        session,
+        problem,
+        engine.embedding_matrix(),
+        noise,
+        baselines,
+        index.tolist(),
+        alphas,
+        weights,
+        absolute,
+        nt_type,
+        aggregation,
+        policy,
+        progress,
+    )
