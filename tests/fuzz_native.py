@@ -105,6 +105,30 @@ def method_configs(n_tokens: int, hidden: int):
         },
         attribfast.Saliency: {"aggregation": st.sampled_from(["sum", "l2", "mean"])},
         attribfast.InputXGradient: {"aggregation": st.sampled_from(["sum", "l2", "mean"])},
+        attribfast.NoiseTunnel: {
+            "method": st.one_of(
+                st.sampled_from(["saliency", "input_x_gradient", "integrated_gradients", "occlusion"]),
+                st.sampled_from([attribfast.IntegratedGradients(n_steps=3), attribfast.Saliency(aggregation="l2")]),
+                st.text(max_size=5),
+                numbers,
+            ),
+            "nt_type": st.one_of(st.sampled_from(attribfast.methods.NT_TYPES), st.text(max_size=5)),
+            "nt_samples": counts,
+            "stdevs": optional_reals,
+            "seed": st.one_of(st.none(), numbers),
+        },
+        attribfast.GradientShap: {
+            "n_samples": counts,
+            "stdevs": optional_reals,
+            "baselines": st.one_of(
+                embedding_baselines(n_tokens, hidden),
+                st.sampled_from(
+                    [(1, n_tokens, hidden), (3, n_tokens, hidden), (0, n_tokens, hidden), (2, 1, hidden)]
+                ).map(lambda shape: np.random.default_rng(0).normal(0, 0.1, shape).astype(np.float32)),
+            ),
+            "seed": st.one_of(st.none(), numbers),
+            "aggregation": st.sampled_from(["sum", "l2", "mean"]),
+        },
     }
     return st.sampled_from(list(fields)).flatmap(
         lambda cls: st.tuples(st.just(cls), st.fixed_dictionaries({}, optional=fields[cls]))

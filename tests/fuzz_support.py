@@ -97,6 +97,8 @@ CHEAP = [
     attribfast.IntegratedGradients(n_steps=3),
     attribfast.Saliency(),
     attribfast.InputXGradient(aggregation="l2"),
+    attribfast.NoiseTunnel(nt_samples=2, stdevs=0.1, seed=1),
+    attribfast.GradientShap(n_samples=2, stdevs=0.1),
 ]
 
 

@@ -202,9 +202,16 @@ def test_bad_parameters_are_typed_errors(make):
         make()
 
 
-def test_a_baseline_distribution_of_the_wrong_shape_is_refused(gpt2):
-    method = attribfast.GradientShap(baselines=np.zeros((2, 3, 4), np.float32))
-    with pytest.raises(InvalidInputError, match=r"shape \(k, "):
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        (attribfast.GradientShap(baselines=np.zeros((2, 3, 4), np.float32)), r"shape \(k, "),
+        (attribfast.NoiseTunnel(nt_samples=2**40), "exceed the limit"),
+        (attribfast.GradientShap(stdevs=1e300), "beyond float32's range"),
+    ],
+)
+def test_what_only_the_input_decides_is_refused_at_run_time(gpt2, method, message):
+    with pytest.raises(InvalidInputError, match=message):
         gpt2[0].attribute(PROMPT, targets=CONTINUATIONS, method=method)
 
 

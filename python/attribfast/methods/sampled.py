@@ -21,6 +21,8 @@ from .base import Method, _check_aggregation, _check_positive, _check_real
 from .gradient import EMBEDDING_BASELINES, InputXGradient, IntegratedGradients, Saliency, _check_baseline_array
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+# The noise of all samples is drawn and held at once: 2^28 float32 values (1 GiB) at most.
+MAX_NOISE_VALUES = 2**28
 _TUNNEL_BASES = {cls.name: cls for cls in (Saliency, InputXGradient, IntegratedGradients)}
 
 
@@ -32,6 +34,20 @@ def _check_seed(seed) -> None:
 def _seed(method, seed: int | None) -> int:
     """The config's own seed, else the call's, else 0."""
     return method.seed if method.seed is not None else (seed or 0)
+
+
+def _noise(rng, n_samples: int, n: int, hidden: int, stdevs: float) -> np.ndarray:
+    """[n_samples, n, hidden] float32 Gaussian noise; refuses sizes and scales float32 cannot hold."""
+    if n_samples * n * hidden > MAX_NOISE_VALUES:
+        raise InvalidInputError(
+            f"{n_samples} samples of {n} x {hidden} noise values exceed the limit of {MAX_NOISE_VALUES} values "
+            "held at once: use fewer samples"
+        )
+    # abs: numpy refuses a scale of -0.0, which the parameter check lets through as 0.
+    noise = rng.normal(0.0, abs(float(stdevs)), (n_samples, n, hidden))
+    if noise.size and not np.abs(noise).max() <= np.finfo(np.float32).max:
+        raise InvalidInputError(f"stdevs {stdevs!r} gives noise beyond float32's range")
+    return noise.astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +64,7 @@ class NoiseTunnel(Method):
     (Captum's default 1.0; embeddings are often far smaller, so scale it to the model's).
     seed: the noise seed (None: the call's seed, else 0). standard_errors: for smoothgrad and
     smoothgrad_sq under aggregation "sum", the spread of the per-sample values / sqrt(nt_samples).
+    How the noise is drawn from the seed: docs/semantics.md, "SmoothGrad, VarGrad and GradientSHAP".
     """
 
     method: str | Method = "saliency"
@@ -95,7 +112,7 @@ class NoiseTunnel(Method):
         embeddings = engine.embedding_matrix()
         n, hidden = encoded.ids.size, embeddings.shape[1]
         rng = np.random.default_rng(_seed(self, seed))
-        noise = rng.normal(0.0, float(self.stdevs), (self.nt_samples, n, hidden)).astype(np.float32)
+        noise = _noise(rng, self.nt_samples, n, hidden, self.stdevs)
         base = self.base
         if isinstance(base, IntegratedGradients):
             alphas, weights = _core.quadrature(base.method, base.n_steps)
@@ -130,7 +147,7 @@ class GradientShap(Method):
     [n_tokens, hidden], or a distribution [k, n_tokens, hidden] each sample draws one row of.
     seed: the sampling seed (None: the call's seed, else 0). aggregation: "sum" over the hidden
     dimension, or "l2" (its norm). standard_errors (aggregation "sum"): the spread of the per-sample
-    values / sqrt(n_samples).
+    values / sqrt(n_samples). The draws: docs/semantics.md, "SmoothGrad, VarGrad and GradientSHAP".
     """
 
     n_samples: int = 5
@@ -170,7 +187,7 @@ class GradientShap(Method):
         else:
             baselines = engine.embedding_baseline(self.baselines, encoded, embeddings)[None]
         rng = np.random.default_rng(_seed(self, seed))
-        noise = rng.normal(0.0, float(self.stdevs), (self.n_samples, n, hidden)).astype(np.float32)
+        noise = _noise(rng, self.n_samples, n, hidden, self.stdevs)
         index = rng.integers(0, baselines.shape[0], self.n_samples)
         alphas = rng.uniform(0.0, 1.0, (self.n_samples, 1))
         return _run(
