@@ -7,6 +7,7 @@ namespace py = pybind11;
 namespace attribfast::bindings {
 void bind_engine(py::module_& m);
 void bind_methods(py::module_& m);
+void bind_pooled(py::module_& m);
 }  // namespace attribfast::bindings
 
 namespace {
@@ -47,4 +48,5 @@ PYBIND11_MODULE(_core, m) {
   });
   attribfast::bindings::bind_engine(m);
   attribfast::bindings::bind_methods(m);
+  attribfast::bindings::bind_pooled(m);
 }

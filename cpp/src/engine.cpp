@@ -109,8 +109,7 @@ int64_t shrink_after_memory_failure(int64_t rows) {
 ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy,
                                const RunControl* control, ProgressFn progress)
     : session_(session), problem_(std::move(problem)), policy_(policy), control_(control),
-      progress_(std::move(progress)), start_(std::chrono::steady_clock::now()), ids_buffer_(session),
-      mask_buffer_(session) {
+      runner_(session, policy, control, std::move(progress)), start_(std::chrono::steady_clock::now()) {
   const auto n_segments = problem_.suffixes.size();
   if (problem_.ids.empty()) throw InvalidInputError("the input has no tokens");
   if (n_segments == 0) throw InvalidInputError("at least one target segment is needed");
@@ -158,9 +157,11 @@ ScoreEvaluator::ScoreEvaluator(const Session& session, ScoreProblem problem, Bat
     }
     if (reuse.bucket < 0 || reuse.min_prefix < 1) throw InvalidInputError("bad prefix bucket or min_prefix");
   }
-  extra_buffers_.reserve(problem_.extras.size());
-  for (size_t e = 0; e < problem_.extras.size(); ++e) extra_buffers_.emplace_back(session_);
 }
+
+BatchRunner::BatchRunner(const Session& session, BatchPolicy policy, const RunControl* control, ProgressFn progress)
+    : session_(session), policy_(policy), control_(control), progress_(std::move(progress)), ids_buffer_(session),
+      mask_buffer_(session) {}
 
 double ScoreEvaluator::seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -172,57 +173,68 @@ const std::vector<double>& ScoreEvaluator::clean_scores() {
 }
 
 std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants) {
+  Request request = prepare(variants);
+  runner_.expect_rows(static_cast<int64_t>(request.rows.size()));
+  if (problem_.prefix_reuse.enabled() && policy_.reuse_prefix) {
+    run_with_reuse(request);
+  } else {
+    runner_.run(request.rows, BatchRunner::Pass{});
+  }
+  return finish(request);
+}
+
+ScoreEvaluator::Request ScoreEvaluator::prepare(const std::vector<std::vector<int64_t>>& variants) {
   const int64_t n = n_positions();
   const int64_t n_targets = problem_.n_targets;
   // Distinct inputs, each evaluated once. Entry 0 is the clean input: run in the same batches as the
   // first variants, then remembered.
+  Request request;
   std::unordered_map<const std::vector<int64_t>*, int64_t, IdsHash, IdsEqual> index_of;
-  std::vector<const std::vector<int64_t>*> unique{&problem_.ids};
+  request.unique.push_back(&problem_.ids);
   index_of.emplace(&problem_.ids, 0);
-  std::vector<int64_t> unique_of(variants.size());
+  request.unique_of.resize(variants.size());
   for (size_t v = 0; v < variants.size(); ++v) {
     if (static_cast<int64_t>(variants[v].size()) != n) throw InvalidInputError("a variant has the wrong length");
-    auto [it, inserted] = index_of.emplace(&variants[v], static_cast<int64_t>(unique.size()));
-    if (inserted) unique.push_back(&variants[v]);
-    unique_of[v] = it->second;
+    auto [it, inserted] = index_of.emplace(&variants[v], static_cast<int64_t>(request.unique.size()));
+    if (inserted) request.unique.push_back(&variants[v]);
+    request.unique_of[v] = it->second;
   }
-  std::vector<double> unique_scores(unique.size() * n_targets);
-  std::vector<Row> rows;
-  std::vector<int64_t> first_changed_of_row;
-  std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
-  for (size_t u = 0; u < unique.size(); ++u) {
+  // Sized once: rows point into it.
+  request.unique_scores.assign(request.unique.size() * n_targets, 0.0);
+  for (size_t u = 0; u < request.unique.size(); ++u) {
     if (u == 0 && have_clean_) continue;
-    const auto& ids = *unique[u];
+    const auto& ids = *request.unique[u];
     int64_t first_changed = 0;
     while (first_changed < n && ids[first_changed] == problem_.ids[first_changed]) ++first_changed;
     for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
       const int64_t horizon = problem_.horizons[s];
       if (u > 0 && horizon >= 0 && first_changed > horizon) {
-        unseen.emplace_back(static_cast<int64_t>(u), static_cast<int64_t>(s));
+        request.unseen.emplace_back(static_cast<int64_t>(u), static_cast<int64_t>(s));
         continue;
       }
-      rows.push_back({static_cast<int64_t>(u), static_cast<int64_t>(s),
-                      n + static_cast<int64_t>(problem_.suffixes[s].size())});
-      first_changed_of_row.push_back(first_changed);
+      request.rows.push_back({this, &ids, static_cast<int64_t>(s),
+                              n + static_cast<int64_t>(problem_.suffixes[s].size()),
+                              &request.unique_scores[u * n_targets]});
+      request.first_changed.push_back(first_changed);
     }
   }
-  expect_rows(static_cast<int64_t>(rows.size()));
-  if (problem_.prefix_reuse.enabled() && policy_.reuse_prefix) {
-    run_with_reuse(unique, rows, first_changed_of_row, unique_scores);
-  } else {
-    run_rows(unique, rows, unique_scores, Pass{&session_, &problem_.score_output});
-  }
+  return request;
+}
+
+std::vector<double> ScoreEvaluator::finish(Request& request) {
+  const int64_t n_targets = problem_.n_targets;
+  auto& unique_scores = request.unique_scores;
   if (!have_clean_) {
     clean_.assign(unique_scores.begin(), unique_scores.begin() + n_targets);
     have_clean_ = true;
   }
   std::copy(clean_.begin(), clean_.end(), unique_scores.begin());
-  for (const auto& [u, s] : unseen) {
+  for (const auto& [u, s] : request.unseen) {
     for (int64_t t : problem_.column_targets[s]) if (t >= 0) unique_scores[u * n_targets + t] = clean_[t];
   }
-  std::vector<double> scores(variants.size() * n_targets);
-  for (size_t v = 0; v < variants.size(); ++v) {
-    const double* src = &unique_scores[unique_of[v] * n_targets];
+  std::vector<double> scores(request.unique_of.size() * n_targets);
+  for (size_t v = 0; v < request.unique_of.size(); ++v) {
+    const double* src = &unique_scores[request.unique_of[v] * n_targets];
     std::copy(src, src + n_targets, &scores[v * n_targets]);
   }
   return scores;
@@ -232,13 +244,10 @@ void ScoreEvaluator::compute_clean_cache() {
   if (!cache_.empty()) return;
   const PrefixReuse& reuse = problem_.prefix_reuse;
   const int64_t n = n_positions();
-  int64_t* ids = ids_buffer_.get<int64_t>(n);
-  int64_t* mask = mask_buffer_.get<int64_t>(n);
-  std::copy(problem_.ids.begin(), problem_.ids.end(), ids);
-  std::fill(mask, mask + n, 1);
+  std::vector<int64_t> ids = problem_.ids, mask(n, 1);
   std::vector<NamedTensor> inputs;
-  inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, ids, {1, n}, ids_buffer_.pinned()});
-  inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask, {1, n}, mask_buffer_.pinned()});
+  inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, ids.data(), {1, n}, false});
+  inputs.emplace_back(problem_.mask_input, TensorView{ort::kInt64, mask.data(), {1, n}, false});
   auto outputs = reuse.prefix->run(inputs, {reuse.present_output}, control_);
   const auto& present = outputs[0];
   if (present.shape().size() != 3 || present.shape()[0] != 1 || present.shape()[1] != n || present.shape()[2] < 1) {
@@ -251,10 +260,10 @@ void ScoreEvaluator::compute_clean_cache() {
   token_positions_ += n;
 }
 
-void ScoreEvaluator::run_with_reuse(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                                    const std::vector<int64_t>& first_changed, std::vector<double>& out) {
+void ScoreEvaluator::run_with_reuse(Request& request) {
   const PrefixReuse& reuse = problem_.prefix_reuse;
   const int64_t n = n_positions();
+  auto& rows = request.rows;
   int64_t bucket = reuse.bucket;
   if (bucket == 0 && !rows.empty()) {
     // Buckets wide enough that each holds about a batch of rows: narrower ones recompute less but
@@ -265,29 +274,32 @@ void ScoreEvaluator::run_with_reuse(const std::vector<const std::vector<int64_t>
     const int64_t count = static_cast<int64_t>(rows.size());
     bucket = std::clamp<int64_t>((per_batch * n + count - 1) / count, 1, n);
   }
-  const auto groups = group_by_boundary(first_changed, n, std::max<int64_t>(bucket, 1), reuse.min_prefix);
+  const auto groups = group_by_boundary(request.first_changed, n, std::max<int64_t>(bucket, 1), reuse.min_prefix);
   for (const auto& group : groups) {
-    std::vector<Row> group_rows;
+    std::vector<ScoreRow> group_rows;
     group_rows.reserve(group.rows.size());
-    for (size_t r : group.rows) group_rows.push_back({rows[r].variant, rows[r].segment, rows[r].length - group.boundary});
+    for (size_t r : group.rows) {
+      group_rows.push_back(rows[r]);
+      group_rows.back().length -= group.boundary;
+    }
     if (group.boundary == 0) {
-      run_rows(variants, group_rows, out, Pass{&session_, &problem_.score_output});
+      runner_.run(group_rows, BatchRunner::Pass{});
       continue;
     }
     compute_clean_cache();
     // The clean cache is sequence-major: its first `boundary` rows are the prefix's cache, in place.
     const TensorView past{cache_type_, cache_.data(), {group.boundary, cache_width_}, false};
-    run_rows(variants, group_rows, out, Pass{reuse.suffix, &reuse.score_output, group.boundary, &past, cache_width_});
+    runner_.run(group_rows, BatchRunner::Pass{reuse.suffix, &reuse.score_output, group.boundary, &past, cache_width_});
   }
 }
 
-void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                              std::vector<double>& out, const Pass& pass) {
-  // Bucket by length so that a batch pads little.
-  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.length < b.length; });
-  const int64_t n = n_positions();
+void BatchRunner::run(std::vector<ScoreRow>& rows, const Pass& pass) {
+  // Bucket by length so that a batch pads little; rows of different batch groups never share a batch.
+  std::stable_sort(rows.begin(), rows.end(), [](const ScoreRow& a, const ScoreRow& b) {
+    const int64_t ga = a.owner->batch_group(), gb = b.owner->batch_group();
+    return ga != gb ? ga < gb : a.length < b.length;
+  });
   const int64_t start = pass.boundary;  // rows hold the variant's ids from here on
-  const int64_t n_targets = problem_.n_targets;
   auto fits = [&](int64_t length) {
     return pass.past == nullptr ? choose_batch_size(policy_, length)
                                 : choose_suffix_batch_size(policy_, length, pass.boundary, pass.cache_width);
@@ -296,8 +308,11 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
   while (begin < rows.size()) {
     if (control_) control_->throw_if_cancelled();
     // Grow the batch while the longest row (the last, rows are sorted) still fits the budget.
+    const ScoreEvaluator& first = *rows[begin].owner;
+    const ScoreProblem& problem = first.problem_;
     size_t end = begin + 1;
-    while (end < rows.size() && static_cast<int64_t>(end - begin + 1) <= row_cap_ &&
+    while (end < rows.size() && rows[end].owner->batch_group() == first.batch_group() &&
+           static_cast<int64_t>(end - begin + 1) <= row_cap_ &&
            static_cast<int64_t>(end - begin + 1) <= fits(rows[end].length)) {
       ++end;
     }
@@ -305,50 +320,57 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
     const int64_t seq = rows[end - 1].length;
     int64_t* batch_ids = ids_buffer_.get<int64_t>(batch * seq);
     int64_t* batch_mask = mask_buffer_.get<int64_t>(batch * seq);
-    std::fill(batch_ids, batch_ids + batch * seq, problem_.pad_id);
     std::fill(batch_mask, batch_mask + batch * seq, 0);
     for (int64_t b = 0; b < batch; ++b) {
-      const Row& row = rows[begin + b];
-      const auto& ids = *variants[row.variant];
-      const auto& suffix = problem_.suffixes[row.segment];
+      const ScoreRow& row = rows[begin + b];
+      const ScoreProblem& own = row.owner->problem_;
+      const auto& ids = *row.ids;
+      const auto& suffix = own.suffixes[row.segment];
       int64_t* dest = batch_ids + b * seq;
       std::copy(ids.begin() + start, ids.end(), dest);
-      std::copy(suffix.begin(), suffix.end(), dest + n - start);
+      std::copy(suffix.begin(), suffix.end(), dest + ids.size() - start);
+      std::fill(dest + row.length, dest + seq, own.pad_id);
       std::fill(batch_mask + b * seq, batch_mask + b * seq + row.length, 1);
     }
     std::vector<NamedTensor> inputs;
-    inputs.emplace_back(problem_.ids_input, TensorView{ort::kInt64, batch_ids, {batch, seq}, ids_buffer_.pinned()});
-    if (!problem_.mask_input.empty()) {
-      inputs.emplace_back(problem_.mask_input,
+    inputs.emplace_back(problem.ids_input, TensorView{ort::kInt64, batch_ids, {batch, seq}, ids_buffer_.pinned()});
+    if (!problem.mask_input.empty()) {
+      inputs.emplace_back(problem.mask_input,
                           TensorView{ort::kInt64, batch_mask, {batch, seq}, mask_buffer_.pinned()});
     }
-    for (size_t e = 0; e < problem_.extras.size(); ++e) {
-      const auto& extra = problem_.extras[e];
+    while (extra_buffers_.size() < problem.extras.size()) extra_buffers_.emplace_back(session_);
+    for (size_t e = 0; e < problem.extras.size(); ++e) {
+      // Rows of one batch group have extras of the same names, types and row shapes.
+      const auto& extra = problem.extras[e];
       const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
       auto* buffer = extra_buffers_[e].get<unsigned char>(batch * row_bytes);
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(buffer + b * row_bytes, &extra.data[rows[begin + b].segment * row_bytes], row_bytes);
+        const ScoreRow& row = rows[begin + b];
+        std::memcpy(buffer + b * row_bytes, &row.owner->problem_.extras[e].data[row.segment * row_bytes], row_bytes);
       }
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
       inputs.emplace_back(extra.name, TensorView{extra.element_type, buffer, shape, extra_buffers_[e].pinned()});
     }
-    if (pass.past != nullptr) inputs.emplace_back(problem_.prefix_reuse.past_input, *pass.past);
+    if (pass.past != nullptr) inputs.emplace_back(problem.prefix_reuse.past_input, *pass.past);
+    const Session& session = pass.session != nullptr ? *pass.session : first.session_;
+    const std::string& score_output = pass.session != nullptr ? *pass.score_output : problem.score_output;
     std::vector<OutputTensor> outputs;
     try {
-      outputs = pass.session->run(inputs, {*pass.score_output}, control_);
+      outputs = session.run(inputs, {score_output}, control_);
     } catch (const DeviceMemoryError&) {
       row_cap_ = shrink_after_memory_failure(batch);  // the same rows again, in smaller batches
       continue;
     }
     const auto& scores = outputs[0];
-    const size_t n_columns = problem_.column_targets[0].size();
+    const size_t n_columns = problem.column_targets[0].size();
     if (scores.shape().size() != 2 || scores.shape()[0] != batch || static_cast<size_t>(scores.shape()[1]) != n_columns) {
       throw RuntimeBackendError("the score output must have shape [batch, " + std::to_string(n_columns) + "]");
     }
     for (int64_t b = 0; b < batch; ++b) {
-      const Row& row = rows[begin + b];
-      const auto& columns = problem_.column_targets[row.segment];
+      const ScoreRow& row = rows[begin + b];
+      const ScoreProblem& own = row.owner->problem_;
+      const auto& columns = own.column_targets[row.segment];
       for (size_t c = 0; c < n_columns; ++c) {
         if (columns[c] < 0) continue;
         const size_t k = b * n_columns + c;
@@ -356,14 +378,13 @@ void ScoreEvaluator::run_rows(const std::vector<const std::vector<int64_t>*>& va
                                                                      : static_cast<const double*>(scores.data())[k];
         if (!std::isfinite(value)) {
           throw NumericalError("the model returned a non-finite score (" + non_finite_name(value) + ") for target " +
-                               std::to_string(columns[c]) + " on " +
-                               describe_variant(*variants[row.variant], problem_.ids));
+                               std::to_string(columns[c]) + " on " + describe_variant(*row.ids, own.ids));
         }
-        out[row.variant * n_targets + columns[c]] = value;
+        row.out[columns[c]] = value;
       }
+      row.owner->count_row(seq);
     }
     rows_run_ += batch;
-    token_positions_ += batch * seq;
     if (progress_) progress_(rows_run_, std::max(rows_run_, rows_expected_));
     begin = end;
   }

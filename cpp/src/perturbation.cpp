@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include "attribfast/math.h"
@@ -91,61 +92,78 @@ std::vector<int64_t> ablate(const std::vector<int64_t>& ids, const std::vector<i
   return variant;
 }
 
-AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params) {
-  const auto windows = math::occlusion_windows(evaluator.n_positions(), params.window, params.stride);
-  std::vector<std::vector<int64_t>> variants;
-  for (const auto& [start, end] : windows) {
-    variants.push_back(evaluator.ids());
-    std::fill(variants.back().begin() + start, variants.back().begin() + end, params.baseline_id);
-  }
-  const auto scores = evaluator.evaluate(variants);
-  AttributionResult result = empty_result(evaluator);
-  const int64_t n_targets = result.n_targets;
-  std::vector<int64_t> coverage(result.n_positions, 0);
-  for (size_t w = 0; w < windows.size(); ++w) {
-    for (int64_t p = windows[w].first; p < windows[w].second; ++p) {
-      ++coverage[p];
-      for (int64_t t = 0; t < n_targets; ++t) {
-        result.matrix[p * n_targets + t] += result.clean_scores[t] - scores[w * n_targets + t];
-      }
-    }
-  }
-  // Overlapping windows are averaged, as Captum divides by how often each position was occluded;
-  // occlusion_windows covers every position at least once.
-  for (int64_t p = 0; p < result.n_positions; ++p) {
-    for (int64_t t = 0; t < n_targets; ++t) result.matrix[p * n_targets + t] /= coverage[p];
-  }
-  finish(evaluator, result);
-  return result;
+AttributionResult run_proposal(ScoreEvaluator& evaluator, Proposal proposal) {
+  return proposal.reduce(evaluator.evaluate(proposal.variants));
 }
 
-AttributionResult feature_ablation(ScoreEvaluator& evaluator, const AblationParams& params) {
+Proposal propose_occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params) {
+  auto windows = math::occlusion_windows(evaluator.n_positions(), params.window, params.stride);
+  Proposal proposal;
+  for (const auto& [start, end] : windows) {
+    proposal.variants.push_back(evaluator.ids());
+    std::fill(proposal.variants.back().begin() + start, proposal.variants.back().begin() + end, params.baseline_id);
+  }
+  proposal.reduce = [&evaluator, windows = std::move(windows)](const std::vector<double>& scores) {
+    AttributionResult result = empty_result(evaluator);
+    const int64_t n_targets = result.n_targets;
+    std::vector<int64_t> coverage(result.n_positions, 0);
+    for (size_t w = 0; w < windows.size(); ++w) {
+      for (int64_t p = windows[w].first; p < windows[w].second; ++p) {
+        ++coverage[p];
+        for (int64_t t = 0; t < n_targets; ++t) {
+          result.matrix[p * n_targets + t] += result.clean_scores[t] - scores[w * n_targets + t];
+        }
+      }
+    }
+    // Overlapping windows are averaged, as Captum divides by how often each position was occluded;
+    // occlusion_windows covers every position at least once.
+    for (int64_t p = 0; p < result.n_positions; ++p) {
+      for (int64_t t = 0; t < n_targets; ++t) result.matrix[p * n_targets + t] /= coverage[p];
+    }
+    finish(evaluator, result);
+    return result;
+  };
+  return proposal;
+}
+
+AttributionResult occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params) {
+  return run_proposal(evaluator, propose_occlusion(evaluator, params));
+}
+
+Proposal propose_feature_ablation(ScoreEvaluator& evaluator, const AblationParams& params) {
   const int64_t m = count_groups(params.groups, evaluator.n_positions());
-  std::vector<std::vector<int64_t>> variants;
+  Proposal proposal;
   for (int64_t g = 0; g < m; ++g) {
     std::vector<uint8_t> ablated(m, 0);
     ablated[g] = 1;
-    variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+    proposal.variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
   }
-  const auto scores = evaluator.evaluate(variants);
-  AttributionResult result = empty_result(evaluator);
-  const int64_t n_targets = result.n_targets;
-  std::vector<double> per_feature(m * n_targets);
-  for (int64_t g = 0; g < m; ++g) {
-    for (int64_t t = 0; t < n_targets; ++t) {
-      per_feature[g * n_targets + t] = result.clean_scores[t] - scores[g * n_targets + t];
+  proposal.reduce = [&evaluator, m, groups = params.groups](const std::vector<double>& scores) {
+    AttributionResult result = empty_result(evaluator);
+    const int64_t n_targets = result.n_targets;
+    std::vector<double> per_feature(m * n_targets);
+    for (int64_t g = 0; g < m; ++g) {
+      for (int64_t t = 0; t < n_targets; ++t) {
+        per_feature[g * n_targets + t] = result.clean_scores[t] - scores[g * n_targets + t];
+      }
     }
-  }
-  spread(per_feature, params.groups, n_targets, result.matrix);
-  finish(evaluator, result);
-  return result;
+    spread(per_feature, groups, n_targets, result.matrix);
+    finish(evaluator, result);
+    return result;
+  };
+  return proposal;
 }
 
-AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParams& params) {
-  const int64_t m = count_groups(params.groups, evaluator.n_positions());
-  const bool explicit_permutations = !params.permutations.empty();
+AttributionResult feature_ablation(ScoreEvaluator& evaluator, const AblationParams& params) {
+  return run_proposal(evaluator, propose_feature_ablation(evaluator, params));
+}
+
+namespace {
+
+// The number of permutations to run; explicit permutations are checked to be permutations of 0..m-1.
+int64_t shapley_permutation_count(const ShapleyParams& params, int64_t m) {
   int64_t n_permutations = params.n_permutations;
-  if (explicit_permutations) {
+  if (!params.permutations.empty()) {
     if (params.permutations.size() % m != 0) {
       throw InvalidInputError("permutations must have shape [n, " + std::to_string(m) + "]");
     }
@@ -160,31 +178,32 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
   }
   if (n_permutations < 1) throw InvalidInputError("n_permutations must be >= 1");
   math::check_real("max_seconds", params.max_seconds, 0.0, false);
-  const int64_t n_targets = evaluator.n_targets();
-  std::vector<double> sum(m * n_targets, 0.0), sum_squares(m * n_targets, 0.0);
-  math::Rng rng(params.seed);
-  // Enough permutations per sweep to fill whole batches, checking the budget between sweeps.
-  const int64_t chunk = std::max<int64_t>(1, 512 / std::max<int64_t>(m, 1));
+  return n_permutations;
+}
+
+// Permutation `index` (explicit, else the next one the generator draws) and its m + 1 variants:
+// every feature ablated, then features switched on in permutation order.
+void add_permutation(const ScoreEvaluator& evaluator, const ShapleyParams& params, int64_t m, int64_t index,
+                     math::Rng& rng, std::vector<std::vector<int64_t>>& orders,
+                     std::vector<std::vector<int64_t>>& variants) {
+  orders.push_back(!params.permutations.empty()
+                       ? std::vector<int64_t>(&params.permutations[index * m], &params.permutations[index * m] + m)
+                       : rng.permutation(m));
+  std::vector<uint8_t> ablated(m, 1);
+  variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+  for (int64_t j = 0; j < m; ++j) {
+    ablated[orders.back()[j]] = 0;
+    variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+  }
+}
+
+struct MarginalSums {
+  std::vector<double> sum, sum_squares;
   int64_t done = 0;
-  while (done < n_permutations) {
-    const int64_t count = std::min(chunk, n_permutations - done);
-    std::vector<std::vector<int64_t>> orders;
-    std::vector<std::vector<int64_t>> variants;
-    for (int64_t i = 0; i < count; ++i) {
-      orders.push_back(explicit_permutations
-                           ? std::vector<int64_t>(&params.permutations[(done + i) * m],
-                                                  &params.permutations[(done + i) * m] + m)
-                           : rng.permutation(m));
-      // Start from every feature ablated and switch features on in permutation order.
-      std::vector<uint8_t> ablated(m, 1);
-      variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
-      for (int64_t j = 0; j < m; ++j) {
-        ablated[orders.back()[j]] = 0;
-        variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
-      }
-    }
-    const auto scores = evaluator.evaluate(variants);
-    for (int64_t i = 0; i < count; ++i) {
+  // Adds the marginals of orders, whose variants' scores are consecutive blocks of m + 1 rows.
+  void add(const std::vector<std::vector<int64_t>>& orders, const std::vector<double>& scores, int64_t n_targets) {
+    const auto m = static_cast<int64_t>(orders.empty() ? 0 : orders[0].size());
+    for (size_t i = 0; i < orders.size(); ++i) {
       const double* base = &scores[i * (m + 1) * n_targets];
       for (int64_t j = 0; j < m; ++j) {
         const int64_t feature = orders[i][j];
@@ -195,25 +214,71 @@ AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParam
         }
       }
     }
-    done += count;
+    done += static_cast<int64_t>(orders.size());
+  }
+};
+
+AttributionResult shapley_result(ScoreEvaluator& evaluator, const std::vector<int64_t>& groups, int64_t m,
+                                 const MarginalSums& sums) {
+  const int64_t n_targets = evaluator.n_targets();
+  const int64_t done = sums.done;
+  AttributionResult result = empty_result(evaluator);
+  std::vector<double> mean(m * n_targets), error(m * n_targets);
+  for (int64_t k = 0; k < m * n_targets; ++k) {
+    mean[k] = sums.sum[k] / done;
+    // Sample standard deviation of the marginals over permutations, divided by sqrt(permutations).
+    error[k] = done > 1
+                   ? std::sqrt(std::max(0.0, (sums.sum_squares[k] - done * mean[k] * mean[k]) / (done - 1)) / done)
+                   : std::numeric_limits<double>::infinity();
+  }
+  result.standard_error.assign(result.n_positions * n_targets, 0.0);
+  spread(mean, groups, n_targets, result.matrix);
+  spread(error, groups, n_targets, result.standard_error);
+  result.samples = done;
+  finish(evaluator, result);
+  return result;
+}
+
+}  // namespace
+
+AttributionResult shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParams& params) {
+  const int64_t m = count_groups(params.groups, evaluator.n_positions());
+  const int64_t n_permutations = shapley_permutation_count(params, m);
+  const int64_t n_targets = evaluator.n_targets();
+  MarginalSums sums{std::vector<double>(m * n_targets, 0.0), std::vector<double>(m * n_targets, 0.0)};
+  math::Rng rng(params.seed);
+  // Enough permutations per sweep to fill whole batches, checking the budget between sweeps.
+  const int64_t chunk = std::max<int64_t>(1, 512 / std::max<int64_t>(m, 1));
+  while (sums.done < n_permutations) {
+    const int64_t count = std::min(chunk, n_permutations - sums.done);
+    std::vector<std::vector<int64_t>> orders, variants;
+    for (int64_t i = 0; i < count; ++i) add_permutation(evaluator, params, m, sums.done + i, rng, orders, variants);
+    sums.add(orders, evaluator.evaluate(variants), n_targets);
     const bool over_evaluations = params.max_evaluations > 0 && evaluator.rows_run() >= params.max_evaluations;
     const bool over_time = params.max_seconds > 0 && evaluator.seconds() >= params.max_seconds;
     if (over_evaluations || over_time) break;
   }
-  AttributionResult result = empty_result(evaluator);
-  std::vector<double> mean(m * n_targets), error(m * n_targets);
-  for (int64_t k = 0; k < m * n_targets; ++k) {
-    mean[k] = sum[k] / done;
-    // Sample standard deviation of the marginals over permutations, divided by sqrt(permutations).
-    error[k] = done > 1 ? std::sqrt(std::max(0.0, (sum_squares[k] - done * mean[k] * mean[k]) / (done - 1)) / done)
-                        : std::numeric_limits<double>::infinity();
+  return shapley_result(evaluator, params.groups, m, sums);
+}
+
+Proposal propose_shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParams& params) {
+  if (params.max_evaluations > 0 || params.max_seconds > 0) {
+    throw InvalidInputError("a pooled Shapley sweep runs a fixed number of permutations: no budget");
   }
-  result.standard_error.assign(result.n_positions * n_targets, 0.0);
-  spread(mean, params.groups, n_targets, result.matrix);
-  spread(error, params.groups, n_targets, result.standard_error);
-  result.samples = done;
-  finish(evaluator, result);
-  return result;
+  const int64_t m = count_groups(params.groups, evaluator.n_positions());
+  const int64_t n_permutations = shapley_permutation_count(params, m);
+  // The same permutations, drawn in the same order, as shapley_sampling's sweeps.
+  math::Rng rng(params.seed);
+  auto orders = std::make_shared<std::vector<std::vector<int64_t>>>();
+  Proposal proposal;
+  for (int64_t i = 0; i < n_permutations; ++i) add_permutation(evaluator, params, m, i, rng, *orders, proposal.variants);
+  proposal.reduce = [&evaluator, m, orders, groups = params.groups](const std::vector<double>& scores) {
+    const int64_t n_targets = evaluator.n_targets();
+    MarginalSums sums{std::vector<double>(m * n_targets, 0.0), std::vector<double>(m * n_targets, 0.0)};
+    sums.add(*orders, scores, n_targets);
+    return shapley_result(evaluator, groups, m, sums);
+  };
+  return proposal;
 }
 
 SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
@@ -244,27 +309,34 @@ SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m) {
   return samples;
 }
 
-AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params) {
+Proposal propose_surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params) {
   const int64_t m = count_groups(params.groups, evaluator.n_positions());
   math::check_real("ridge", params.ridge, 0.0, false);  // before any model run
-  const SurrogateSamples samples = surrogate_samples(params, m);
-  const int64_t n = static_cast<int64_t>(samples.weights.size());
-  std::vector<std::vector<int64_t>> variants;
+  auto samples = std::make_shared<SurrogateSamples>(surrogate_samples(params, m));
+  const int64_t n = static_cast<int64_t>(samples->weights.size());
+  Proposal proposal;
   std::vector<uint8_t> ablated(m);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < m; ++j) ablated[j] = samples.coalitions[i * m + j] ? 0 : 1;
-    variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
+    for (int64_t j = 0; j < m; ++j) ablated[j] = samples->coalitions[i * m + j] ? 0 : 1;
+    proposal.variants.push_back(ablate(evaluator.ids(), params.groups, ablated, params.baseline_id));
   }
-  const auto scores = evaluator.evaluate(variants);
-  AttributionResult result = empty_result(evaluator);
-  const int64_t n_targets = result.n_targets;
-  std::vector<double> x(samples.coalitions.begin(), samples.coalitions.end());
-  const auto beta = math::weighted_least_squares(x, scores, samples.weights, n, m, n_targets, params.ridge);
-  std::vector<double> per_feature(beta.begin(), beta.begin() + m * n_targets);
-  spread(per_feature, params.groups, n_targets, result.matrix);
-  result.samples = n;
-  finish(evaluator, result);
-  return result;
+  proposal.reduce = [&evaluator, m, n, samples, groups = params.groups,
+                     ridge = params.ridge](const std::vector<double>& scores) {
+    AttributionResult result = empty_result(evaluator);
+    const int64_t n_targets = result.n_targets;
+    std::vector<double> x(samples->coalitions.begin(), samples->coalitions.end());
+    const auto beta = math::weighted_least_squares(x, scores, samples->weights, n, m, n_targets, ridge);
+    std::vector<double> per_feature(beta.begin(), beta.begin() + m * n_targets);
+    spread(per_feature, groups, n_targets, result.matrix);
+    result.samples = n;
+    finish(evaluator, result);
+    return result;
+  };
+  return proposal;
+}
+
+AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params) {
+  return run_proposal(evaluator, propose_surrogate(evaluator, params));
 }
 
 }  // namespace attribfast

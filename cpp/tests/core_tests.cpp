@@ -15,6 +15,7 @@
 #include "attribfast/gradient.h"
 #include "attribfast/math.h"
 #include "attribfast/perturbation.h"
+#include "attribfast/pooled.h"
 
 using namespace attribfast;
 
@@ -209,6 +210,8 @@ void test_prefix_groups() {
   EXPECT(choose_suffix_batch_size(policy, 16, 200, 1 << 14) == 3);
 }
 
+void test_pooled(const Session& session);
+
 void test_engine(const std::string& library, const std::string& models) {
   EXPECT(throws<LibraryError>([] { Runtime::load("/nonexistent/libonnxruntime.so"); }));
   Runtime& rt = Runtime::load(library);
@@ -306,6 +309,93 @@ void test_engine(const std::string& library, const std::string& models) {
     b.join();
     EXPECT(first == second && !first.empty());
   }
+  test_pooled(session);
+}
+
+// A pooled sweep over texts of different lengths equals per-text calls, and its batches mix texts.
+void test_pooled(const Session& session) {
+  const std::vector<std::vector<int64_t>> texts{{1, 4, 4, 7, 2}, {3, 5}, {9, 6, 8}};
+  BatchPolicy policy;
+  policy.batch_size = 4;
+  std::vector<ScoreProblem> problems;
+  for (const auto& ids : texts) problems.push_back(linear_problem(ids));
+  auto near = [](const std::vector<double>& a, const std::vector<double>& b) {
+    bool same = a.size() == b.size();
+    for (size_t k = 0; same && k < a.size(); ++k) same = std::fabs(a[k] - b[k]) <= 1e-6;
+    return same;
+  };
+  int64_t batches = 0, last_done = 0;
+  ProgressFn count = [&](int64_t done, int64_t) {
+    ++batches;
+    last_done = done;
+  };
+  const OcclusionParams window{2, 1, 0};
+  const auto pooled = pooled_sweep(session, problems, policy, nullptr, count,
+                                   [&](size_t, ScoreEvaluator& e) { return propose_occlusion(e, window); });
+  EXPECT(pooled.size() == texts.size());
+  int64_t rows = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ScoreEvaluator alone(session, linear_problem(texts[i]), policy, nullptr, nullptr);
+    const auto expected = occlusion(alone, window);
+    EXPECT(near(pooled[i].matrix, expected.matrix) && near(pooled[i].clean_scores, expected.clean_scores));
+    EXPECT(pooled[i].rows_run == expected.rows_run);
+    rows += expected.rows_run;
+  }
+  // 5 + 2 + 3 rows (each text's clean input and windows) in batches of 4: 3 shared batches, where
+  // per-text sweeps need 2 + 1 + 1 = 4.
+  EXPECT(last_done == rows && rows == 10 && batches == 3);
+  ShapleyParams shapley;
+  shapley.n_permutations = 3;
+  shapley.seed = 7;
+  SurrogateParams lime;
+  lime.kind = SurrogateKind::kLime;
+  lime.n_samples = 16;
+  lime.seed = 3;
+  lime.ridge = 1e-3;
+  auto groups_of = [&](size_t i) {
+    std::vector<int64_t> groups(texts[i].size());
+    std::iota(groups.begin(), groups.end(), 0);
+    return groups;
+  };
+  const auto pooled_shapley = pooled_sweep(session, problems, policy, nullptr, nullptr, [&](size_t i, ScoreEvaluator& e) {
+    ShapleyParams own = shapley;
+    own.groups = groups_of(i);
+    return propose_shapley_sampling(e, own);
+  });
+  const auto pooled_lime = pooled_sweep(session, problems, policy, nullptr, nullptr, [&](size_t i, ScoreEvaluator& e) {
+    SurrogateParams own = lime;
+    own.groups = groups_of(i);
+    return propose_surrogate(e, own);
+  });
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ShapleyParams own = shapley;
+    own.groups = groups_of(i);
+    ScoreEvaluator alone(session, linear_problem(texts[i]), policy, nullptr, nullptr);
+    const auto expected = shapley_sampling(alone, own);
+    EXPECT(near(pooled_shapley[i].matrix, expected.matrix));
+    EXPECT(near(pooled_shapley[i].standard_error, expected.standard_error) && pooled_shapley[i].samples == 3);
+    SurrogateParams own_lime = lime;
+    own_lime.groups = groups_of(i);
+    ScoreEvaluator alone_lime(session, linear_problem(texts[i]), policy, nullptr, nullptr);
+    EXPECT(near(pooled_lime[i].matrix, surrogate(alone_lime, own_lime).matrix));
+  }
+  shapley.max_evaluations = 10;  // a budget cannot be pooled: the sweep runs every permutation at once
+  EXPECT(throws<InvalidInputError>([&] {
+    pooled_sweep(session, problems, policy, nullptr, nullptr, [&](size_t i, ScoreEvaluator& e) {
+      ShapleyParams own = shapley;
+      own.groups = groups_of(i);
+      return propose_shapley_sampling(e, own);
+    });
+  }));
+  EXPECT(throws<InvalidInputError>([&] {
+    pooled_sweep(session, {}, policy, nullptr, nullptr, [&](size_t, ScoreEvaluator& e) { return propose_occlusion(e, window); });
+  }));
+  RunControl control(session.runtime());
+  control.cancel();
+  EXPECT(throws<CancelledError>([&] {
+    pooled_sweep(session, problems, policy, &control, nullptr,
+                 [&](size_t, ScoreEvaluator& e) { return propose_occlusion(e, window); });
+  }));
 }
 
 // square_gradient.onnx: score S^2 and "gradient" 2 / S at every element, S the sum of the row's

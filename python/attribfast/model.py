@@ -267,6 +267,15 @@ class AttributionModel:
             plan, contrast_plan = self._plan_targets(encoded, targets, generate, per_token), None
         else:
             plan, contrast_plan = plan_with_contrast(self, encoded, targets, contrast, generate, per_token, method)
+        policy = self._policy(method, batch_size, reuse_prefix)
+        callback, finish = _progress_callback(progress)
+        try:
+            result = method.run(self._engine, encoded, plan, policy, callback, seed)
+        finally:
+            finish()
+        return self._attribution(encoded, plan, method, result, contrast_plan)
+
+    def _policy(self, method: Method, batch_size, reuse_prefix: bool):
         policy = _core.BatchPolicy()
         policy.batch_size = batch_size or 0
         policy.memory_budget = self._memory_budget
@@ -277,11 +286,9 @@ class AttributionModel:
         if session.provider == "cuda":
             policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
             policy.memory_budget = self._device_budget(session)
-        callback, finish = _progress_callback(progress)
-        try:
-            result = method.run(self._engine, encoded, plan, policy, callback, seed)
-        finally:
-            finish()
+        return policy
+
+    def _attribution(self, encoded: Encoded, plan, method: Method, result, contrast_plan=None) -> Attribution:
         fields = dict(
             matrix=result.matrix.astype(np.float32),
             tokens=encoded.tokens,

@@ -91,6 +91,49 @@ int64_t choose_suffix_batch_size(const BatchPolicy& policy, int64_t seq_len, int
 // shrink instead of failing; one row that does not fit rethrows the DeviceMemoryError.
 int64_t shrink_after_memory_failure(int64_t rows);
 
+class ScoreEvaluator;
+
+// One model row of a sweep: an input of one evaluator paired with one of its segments.
+struct ScoreRow {
+  ScoreEvaluator* owner;
+  const std::vector<int64_t>* ids;  // the input (n ids)
+  int64_t segment;
+  int64_t length;  // tokens the row runs: from the pass's boundary to the end of its suffix
+  double* out;     // the input's n_targets scores
+};
+
+// Runs rows in batches sorted by length. Rows of several evaluators (a pooled corpus sweep) share a
+// batch when their evaluators have the same batch group: the same graph inputs and extra shapes.
+class BatchRunner {
+ public:
+  BatchRunner(const Session& session, BatchPolicy policy, const RunControl* control, ProgressFn progress);
+  // One graph's pass over rows: the full forward (session null: each owner's forward graph and score
+  // output), or the suffix graph after a prefix of `boundary` positions.
+  struct Pass {
+    const Session* session = nullptr;
+    const std::string* score_output = nullptr;
+    int64_t boundary = 0;
+    const TensorView* past = nullptr;  // [boundary, width] slice of the clean cache
+    int64_t cache_width = 0;
+  };
+  void run(std::vector<ScoreRow>& rows, const Pass& pass);
+  void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  int64_t rows_run() const { return rows_run_; }
+  const BatchPolicy& policy() const { return policy_; }
+  const RunControl* control() const { return control_; }
+
+ private:
+  const Session& session_;
+  BatchPolicy policy_;
+  const RunControl* control_;
+  ProgressFn progress_;
+  int64_t rows_run_ = 0;
+  int64_t rows_expected_ = 0;
+  HostBuffer ids_buffer_, mask_buffer_;
+  std::vector<HostBuffer> extra_buffers_;
+  int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
+};
+
 class ScoreEvaluator {
  public:
   ScoreEvaluator(const Session& session, ScoreProblem problem, BatchPolicy policy, const RunControl* control,
@@ -99,55 +142,60 @@ class ScoreEvaluator {
   int64_t n_positions() const { return static_cast<int64_t>(problem_.ids.size()); }
   int64_t n_targets() const { return problem_.n_targets; }
   const std::vector<int64_t>& ids() const { return problem_.ids; }
+  const ScoreProblem& problem() const { return problem_; }
   // Scores of the unperturbed input, [n_targets] (run with the first evaluate() if not yet known).
   const std::vector<double>& clean_scores();
   // Scores [variants.size(), n_targets] of variants (each n ids). Each distinct variant is run once.
   std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants);
+
+  // evaluate() in two halves, so that a pool runs the rows of many evaluators' requests together:
+  // prepare() lists the rows (the variants must outlive the request), the caller runs request.rows
+  // through a BatchRunner, finish() returns the scores as evaluate() does.
+  struct Request {
+    std::vector<const std::vector<int64_t>*> unique;  // distinct inputs; 0 is the clean one
+    std::vector<int64_t> unique_of;                   // per variant
+    std::vector<ScoreRow> rows;
+    std::vector<int64_t> first_changed;               // per row
+    std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
+    std::vector<double> unique_scores;
+  };
+  Request prepare(const std::vector<std::vector<int64_t>>& variants);
+  std::vector<double> finish(Request& request);
+  // Rows of this evaluator that share batches (pooled sweeps); 0 alone.
+  int64_t batch_group() const { return batch_group_; }
+  void set_batch_group(int64_t group) { batch_group_ = group; }
+
   int64_t rows_run() const { return rows_run_; }
   // Token positions the model computed: batch x padded length of every run, prefix runs included.
   int64_t token_positions() const { return token_positions_; }
+  void count_row(int64_t positions) {
+    ++rows_run_;
+    token_positions_ += positions;
+  }
   double seconds() const;
   // Announce more work for the progress callback (rows expected in all).
-  void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  void expect_rows(int64_t rows) { runner_.expect_rows(rows); }
 
  private:
-  struct Row {
-    int64_t variant;
-    int64_t segment;
-    int64_t length;
-  };
-  // One graph's pass over rows: the full forward (boundary 0), or the suffix graph after a prefix.
-  struct Pass {
-    const Session* session;
-    const std::string* score_output;
-    int64_t boundary = 0;
-    const TensorView* past = nullptr;  // [boundary, width] slice of the clean cache
-    int64_t cache_width = 0;
-  };
-  void run_rows(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                std::vector<double>& out, const Pass& pass);
-  void run_with_reuse(const std::vector<const std::vector<int64_t>*>& variants, std::vector<Row>& rows,
-                      const std::vector<int64_t>& first_changed, std::vector<double>& out);
+  void run_with_reuse(Request& request);
   void compute_clean_cache();
 
   const Session& session_;
   ScoreProblem problem_;
   BatchPolicy policy_;
   const RunControl* control_;
-  ProgressFn progress_;
+  BatchRunner runner_;
   std::vector<double> clean_;
   bool have_clean_ = false;
   int64_t rows_run_ = 0;
-  int64_t rows_expected_ = 0;
+  int64_t batch_group_ = 0;
   std::chrono::steady_clock::time_point start_;
-  HostBuffer ids_buffer_, mask_buffer_;
-  std::vector<HostBuffer> extra_buffers_;
-  int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
   int64_t token_positions_ = 0;
   // The clean input's cache [n, width] (prefix reuse), computed on first need.
   std::vector<unsigned char> cache_;
   int cache_type_ = 0;
   int64_t cache_width_ = 0;
+  friend class BatchRunner;
 };
 
 }  // namespace attribfast

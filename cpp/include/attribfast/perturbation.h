@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "attribfast/engine.h"
@@ -84,5 +85,20 @@ struct SurrogateSamples {
 };
 SurrogateSamples surrogate_samples(const SurrogateParams& params, int64_t m);
 AttributionResult surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params);
+
+// A method's sweep in two halves, so that a pooled corpus sweep evaluates the variants of many texts
+// in shared batches (attribfast/pooled.h): the variants, then the reduction of their scores
+// [variants, n_targets] to the result. reduce uses the evaluator, which must outlive the proposal.
+struct Proposal {
+  std::vector<std::vector<int64_t>> variants;
+  std::function<AttributionResult(const std::vector<double>& scores)> reduce;
+};
+AttributionResult run_proposal(ScoreEvaluator& evaluator, Proposal proposal);
+Proposal propose_occlusion(ScoreEvaluator& evaluator, const OcclusionParams& params);
+Proposal propose_feature_ablation(ScoreEvaluator& evaluator, const AblationParams& params);
+// Every permutation in one request (no budget: max_evaluations and max_seconds must be 0); the
+// permutations and their sums are those of shapley_sampling.
+Proposal propose_shapley_sampling(ScoreEvaluator& evaluator, const ShapleyParams& params);
+Proposal propose_surrogate(ScoreEvaluator& evaluator, const SurrogateParams& params);
 
 }  // namespace attribfast

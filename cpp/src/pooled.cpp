@@ -1,0 +1,68 @@
+#include "attribfast/pooled.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace attribfast {
+
+namespace {
+
+// What rows must share to run in one batch: the graph's input and output names, the score
+// columns, and each extra input's name, type and row shape.
+std::string batch_key(const ScoreProblem& problem) {
+  std::string key = problem.ids_input + '\n' + problem.mask_input + '\n' + problem.score_output + '\n' +
+                    std::to_string(problem.column_targets[0].size());
+  for (const auto& extra : problem.extras) {
+    key += '\n' + extra.name + ':' + std::to_string(extra.element_type);
+    for (int64_t d : extra.row_shape) key += ',' + std::to_string(d);
+  }
+  return key;
+}
+
+}  // namespace
+
+std::vector<AttributionResult> pooled_sweep(const Session& session, std::vector<ScoreProblem> problems,
+                                            const BatchPolicy& policy, const RunControl* control,
+                                            ProgressFn progress, const ProposeFn& propose) {
+  if (problems.empty()) throw InvalidInputError("a pooled sweep needs at least one text");
+  const auto start = std::chrono::steady_clock::now();
+  BatchRunner runner(session, policy, control, std::move(progress));
+  std::vector<std::unique_ptr<ScoreEvaluator>> evaluators;
+  std::map<std::string, int64_t> groups;
+  for (auto& problem : problems) {
+    problem.prefix_reuse = PrefixReuse{};
+    evaluators.push_back(std::make_unique<ScoreEvaluator>(session, std::move(problem), policy, control, nullptr));
+    const auto key = batch_key(evaluators.back()->problem());
+    evaluators.back()->set_batch_group(groups.emplace(key, static_cast<int64_t>(groups.size())).first->second);
+  }
+  const size_t n_texts = evaluators.size();
+  // Requests hold pointers into the proposals' variants and their own score buffers, which stay
+  // in place while these vectors (reserved) hold them.
+  std::vector<Proposal> proposals;
+  std::vector<ScoreEvaluator::Request> requests;
+  proposals.reserve(n_texts);
+  requests.reserve(n_texts);
+  std::vector<ScoreRow> rows;
+  for (size_t i = 0; i < n_texts; ++i) {
+    if (control) control->throw_if_cancelled();
+    proposals.push_back(propose(i, *evaluators[i]));
+    requests.push_back(evaluators[i]->prepare(proposals[i].variants));
+    rows.insert(rows.end(), requests[i].rows.begin(), requests[i].rows.end());
+  }
+  runner.expect_rows(static_cast<int64_t>(rows.size()));
+  runner.run(rows, BatchRunner::Pass{});
+  std::vector<AttributionResult> results;
+  results.reserve(n_texts);
+  int64_t positions = 0;
+  for (const auto& evaluator : evaluators) positions += evaluator->token_positions();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (size_t i = 0; i < n_texts; ++i) {
+    results.push_back(proposals[i].reduce(evaluators[i]->finish(requests[i])));
+    results.back().seconds = positions > 0 ? seconds * results.back().token_positions / positions : 0.0;
+  }
+  return results;
+}
+
+}  // namespace attribfast

@@ -1,0 +1,112 @@
+"""The pooled path of a corpus sweep: the variants of many texts evaluated in shared, length-sorted
+batches by one core call (_core.pooled_*), each result equal to its per-text call up to float32
+batching. Perturbation methods pool; gradient methods, Shapley sampling with a budget or explicit
+permutations, and calls with contrast or a progress callback run text by text (sweep.py).
+
+Causal LMs: pooled rows run the full forward graph (no prefix reuse), so their results match
+per-text calls with reuse_prefix=False exactly and those with reuse within float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .. import _core
+from ..checks import check_target_texts, optional_count
+from ..errors import AttribfastError, InvalidInputError, TargetError
+from ..methods import FeatureAblation, KernelShap, Lime, Method, Occlusion, ShapleySampling
+from ..methods.perturbation import _seed
+
+# Texts per core call: bounds the variants held in memory, and a chunk is the unit of progress.
+POOL_CHUNK = 256
+POOLED_OPTIONS = frozenset({"batch_size", "seed", "truncate", "per_token", "generate", "reuse_prefix"})
+
+
+def poolable(method: Method, options: dict) -> bool:
+    """Whether the pooled path serves this method and these attribute() options."""
+    if not set(options) <= POOLED_OPTIONS:
+        return False
+    if isinstance(method, ShapleySampling):
+        return method.max_evaluations is None and method.max_seconds is None and method.permutations is None
+    return isinstance(method, Occlusion | FeatureAblation | KernelShap | Lime)
+
+
+def pooled_attributions(
+    model, texts: Sequence, targets: Sequence, method: Method, progress: Callable[[int], None] | None = None, **options
+) -> list:
+    """Per text an Attribution, or the AttribfastError that text raised (empty, too long, bad target).
+
+    An error of the core call itself (a non-finite score of one text) is raised: the caller reruns
+    the chunk text by text to tell which text failed.
+    """
+    truncate = options.get("truncate")
+    if truncate not in (None, "left", "right"):
+        raise InvalidInputError(f"truncate must be None, 'left' or 'right', got {truncate!r}")
+    generate = optional_count("generate", options.get("generate"), 1, TargetError)
+    per_token = options.get("per_token", False)
+    if not isinstance(per_token, bool):
+        raise InvalidInputError("per_token must be True or False")
+    engine = model._engine
+    out: list = [None] * len(texts)
+    ready = []  # (index, encoded, plan, groups)
+    for index, (text, text_targets) in enumerate(zip(texts, targets, strict=True)):
+        try:
+            check_target_texts(text_targets)
+            encoded = model._encode(text, truncate)
+            plan = model._plan_targets(encoded, text_targets, generate, per_token)
+            ready.append((index, encoded, plan, _groups(method, engine, encoded)))
+        except AttribfastError as error:
+            out[index] = error
+    if not ready:
+        return out
+    problems = [engine.score_problem(encoded, plan)[0] for _, encoded, plan, _ in ready]
+    policy = model._policy(method, optional_count("batch_size", options.get("batch_size"), 1), False)
+    seed = optional_count("seed", options.get("seed"), 0)
+    results = _run(method, engine, problems, [g for *_, g in ready], policy, _row_progress(progress, len(ready)), seed)
+    for (index, encoded, plan, _), result in zip(ready, results, strict=True):
+        out[index] = model._attribution(encoded, plan, method, result)
+    return out
+
+
+def _groups(method: Method, engine, encoded):
+    if isinstance(method, Occlusion):
+        if method.window > encoded.ids.size:
+            raise InvalidInputError(
+                f"occlusion window {method.window} is longer than the input ({encoded.ids.size} tokens)"
+            )
+        return None
+    return engine.groups(method.groups, encoded)
+
+
+def _run(method: Method, engine, problems, groups, policy, progress, seed):
+    session = engine.session("forward")._session
+    baseline = engine.baseline_id(method.baseline)
+    if isinstance(method, Occlusion):
+        return _core.pooled_occlusion(session, problems, method.window, method.stride, baseline, policy, progress)
+    if isinstance(method, FeatureAblation):
+        return _core.pooled_feature_ablation(session, problems, groups, baseline, policy, progress)
+    if isinstance(method, ShapleySampling):
+        return _core.pooled_shapley_sampling(
+            session, problems, groups, baseline, method.n_permutations, _seed(method, seed), policy, progress
+        )
+    kind, width = ("lime", method.kernel_width) if isinstance(method, Lime) else ("kernel_shap", 1.0)
+    return _core.pooled_surrogate(
+        session, problems, kind, groups, baseline, method.n_samples, _seed(method, seed), width, method.ridge,
+        policy, progress,
+    )
+
+
+def _row_progress(progress: Callable[[int], None] | None, n_texts: int):
+    """The core's (rows done, rows total) as whole texts of the chunk for a per-text progress."""
+    if progress is None:
+        return None
+    reported = 0
+
+    def update(done: int, total: int) -> None:
+        nonlocal reported
+        texts = n_texts * done // max(total, 1)
+        if texts > reported:
+            progress(texts - reported)
+            reported = texts
+
+    return update
