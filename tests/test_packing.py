@@ -3,10 +3,9 @@ positions; the layout itself is checked by hand; bundles that cannot pack fall b
 
 import json
 
+import attribfast
 import numpy as np
 import pytest
-
-import attribfast
 from attribfast.bundle import MANIFEST
 from attribfast.errors import InvalidInputError
 from attribfast.tasks.packed import OFFSETS, SEGMENTS, pack_continuations, packed_layout

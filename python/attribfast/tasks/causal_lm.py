@@ -120,7 +120,10 @@ class CausalLM(Task):
             labels = [tokenizer.decode([int(t)]) for piece in pieces for t in piece]
             return token_columns(encoded.ids.size, pieces, tuple(unique_labels(labels)))
         plan = whole_continuations(encoded.ids.size, pieces, tuple(continuations))
-        if len(pieces) > 1 and "packed_score" in model._spec.graphs:
+        # fp16 copies convert the packed graphs' score head to fp16 (the converter keeps only the
+        # forward graph's head in fp32), so they keep the unpacked plan, as they do without reuse.
+        half = model._spec.manifest.get("dtype") == "float16"
+        if len(pieces) > 1 and "packed_score" in model._spec.graphs and not half:
             plan.packed = pack_continuations(encoded.ids.size, pieces, model._pad_id())
         return plan
 

@@ -194,7 +194,8 @@ def packed_graphs(model, score_module, reduce_scores, final_logits, with_reuse: 
     class PackedSuffixScore(torch.nn.Module):
         def forward(self, inputs_embeds, attention_mask, past, suffix_offsets, suffix_segments, *targets):
             offset = past.shape[0]
-            positions, allowed = packed_layout(attention_mask, suffix_offsets, suffix_segments, offset, inputs_embeds.dtype)
+            dtype = inputs_embeds.dtype
+            positions, allowed = packed_layout(attention_mask, suffix_offsets, suffix_segments, offset, dtype)
             cache = unstack_cache(past, layout, inputs_embeds.shape[0])
             out = base(
                 inputs_embeds=inputs_embeds,
@@ -286,5 +287,5 @@ def _probe(model, score_module, packed) -> str | None:
         return f"the model does not run with a block mask and position ids: {type(e).__name__}: {str(e)[:300]}"
     error = float((got - torch.stack(expected)).abs().max())
     if not error <= 1e-4:
-        return f"packed scores differ from unpacked ones by {error:.3g} in torch (the model ignores the mask or positions)"
+        return f"packed scores differ from unpacked ones by {error:.3g} in torch (the mask or positions are ignored)"
     return None
