@@ -17,7 +17,16 @@ import argparse
 import os
 
 import numpy as np
-from common import CACHE, PROMPT_WORDS, best_of, causal_target_feeds, gpt2_bench_model, median_seconds, ort_floor
+from common import (
+    CACHE,
+    PROMPT_WORDS,
+    best_of,
+    causal_target_feeds,
+    current_bundle,
+    gpt2_bench_model,
+    median_seconds,
+    ort_floor,
+)
 
 LENGTHS = (64, 128, 240)
 WORDS = PROMPT_WORDS.split()
@@ -55,14 +64,17 @@ def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, ca
     tokenizer = model._spec.tokenizer
     ids = prompt(tokenizer, n)
 
-    def run(reuse):
-        return model.attribute(ids, targets=targets, method="occlusion", reuse_prefix=reuse)
+    def run(reuse, pack=False):
+        return model.attribute(ids, targets=targets, method="occlusion", reuse_prefix=reuse, pack_targets=pack)
 
     reused, full = run(True), run(False)
-    difference = float(np.abs(reused.matrix - full.matrix).max())
+    both, packed = run(True, True), run(False, True)
+    difference = max(float(np.abs(r.matrix - full.matrix).max()) for r in (reused, both, packed))
     rows = [
         ("attribfast, prefix reuse", *median_seconds(lambda: run(True), repeats), reused.token_positions),
         ("attribfast, no reuse", *median_seconds(lambda: run(False), repeats), full.token_positions),
+        ("attribfast, packed + prefix reuse", *median_seconds(lambda: run(True, True), repeats), both.token_positions),
+        ("attribfast, packed, no reuse", *median_seconds(lambda: run(False, True), repeats), packed.token_positions),
     ]
 
     baseline = model._baseline_id(None)
@@ -109,7 +121,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 2)
     model_dir = gpt2_bench_model(positions=256)  # room for 240 + 5 tokens
     bundle = CACHE / "bundle-gpt2-4x256-p256"
-    if not (bundle / "attribfast.json").is_file():
+    if not current_bundle(bundle, "causal-lm"):
         attribfast.export_model(model_dir, task="causal-lm", out_dir=bundle, overwrite=True)
     sizes = {f.name: f.stat().st_size for f in sorted(bundle.iterdir())}
     print("bundle files (bytes):", sizes)
@@ -121,7 +133,8 @@ def main():
             model, hf, bundle, n, targets, args.repeats, args.captum_repeats
         )
         print(f"\n### Occlusion, window 1: {n}-token prompt, 5 continuations of 5 tokens ({evaluations} rows)\n")
-        print(f"max |reuse - no reuse| = {difference:.2e}; max |Captum - no reuse| = {captum_difference:.2e}\n")
+        print(f"max |(reuse, packed) - neither| = {difference:.2e}; ", end="")
+        print(f"max |Captum - no reuse| = {captum_difference:.2e}\n")
         reference = rows[0][1]
         print("| contender | median (s) | min (s) | runs | time / reuse | token positions |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")

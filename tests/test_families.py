@@ -125,6 +125,27 @@ def check_prefix_reuse(model, family, targets):
     assert reused.token_positions < full.token_positions
 
 
+# Families whose bundles must carry the packed graphs (checked: packed = unpacked); bloom (ALiBi, no
+# position ids) must decline them at export; the others skip them to save CI time.
+PACK_FAMILIES = REUSE_FAMILIES
+DECLINES_PACKING = ("bloom",)
+
+
+def check_packing(model, family):
+    note = model._spec.manifest.get("packing") or {}
+    if family.name in DECLINES_PACKING:
+        assert note.get("available") is False and "position ids" in note["reason"], note
+        assert "packed_score" not in model._spec.graphs
+    if family.name not in PACK_FAMILIES:
+        return
+    assert note.get("available") is True and note.get("reuse") is True, note
+    targets = [CONTINUATION, " no", CONTINUATION + CONTINUATION]
+    packed = model.attribute(PROMPT, targets=targets, method="occlusion")
+    rows = model.attribute(PROMPT, targets=targets, method="occlusion", pack_targets=False)
+    np.testing.assert_allclose(packed.matrix, rows.matrix, atol=1e-5, rtol=0)
+    assert packed.token_positions < rows.token_positions
+
+
 def record(name, result):
     path = os.environ.get("ATTRIBFAST_FAMILY_RESULTS")
     if path:
@@ -140,7 +161,11 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
     started = time.perf_counter()
     # The reuse graphs are checked on REUSE_FAMILIES; the others skip them, which saves CI time.
     bundle = attribfast.export_model(
-        folder, task=family.task, out_dir=tmp_path / "bundle", prefix_reuse=family.name in REUSE_FAMILIES
+        folder,
+        task=family.task,
+        out_dir=tmp_path / "bundle",
+        prefix_reuse=family.name in REUSE_FAMILIES,
+        packed_targets=family.name in PACK_FAMILIES + DECLINES_PACKING,
     )
     seconds = time.perf_counter() - started
     model = attribfast.load(bundle)
@@ -189,6 +214,7 @@ def test_family_exports_and_agrees_with_captum(family, tmp_path):
     gradient_ok = bool(np.abs(gradient.matrix[:, 0] - expected.numpy()).max() <= 1e-4)
     if family.task == "causal-lm":
         check_prefix_reuse(model, family, targets)
+        check_packing(model, family)
     record(
         family.key,
         {"task": family.task, "export_seconds": seconds, "occlusion": occlusion_ok, "gradient": gradient_ok},

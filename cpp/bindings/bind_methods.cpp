@@ -132,14 +132,15 @@ void bind_methods(py::module_& m) {
   score_problem.def(
       "set_prefix_reuse",
       [](ScoreProblem& problem, const Session& prefix, const Session& suffix, const py::object& bucket,
-         const py::object& min_prefix) {
+         const py::object& min_prefix, const std::string& score_output) {
         problem.prefix_reuse.prefix = &prefix;
         problem.prefix_reuse.suffix = &suffix;
         problem.prefix_reuse.bucket = int_arg(bucket, "bucket", 0);
         problem.prefix_reuse.min_prefix = int_arg(min_prefix, "min_prefix", 1);
+        problem.prefix_reuse.score_output = score_output;
       },
-      py::arg("prefix"), py::arg("suffix"), py::arg("bucket") = 0, py::arg("min_prefix") = 1, py::keep_alive<1, 2>(),
-      py::keep_alive<1, 3>());
+      py::arg("prefix"), py::arg("suffix"), py::arg("bucket") = 0, py::arg("min_prefix") = 1,
+      py::arg("score_output") = "suffix_scores", py::keep_alive<1, 2>(), py::keep_alive<1, 3>());
   score_problem.def_property_readonly("reuses_prefix",
                                       [](const ScoreProblem& problem) { return problem.prefix_reuse.enabled(); });
 

@@ -86,7 +86,7 @@ class ScoreProblem:
     score_output: str
     def __init__(self) -> None:
         ...
-    def set_prefix_reuse(self, prefix: Session, suffix: Session, bucket: typing.Any = 0, min_prefix: typing.Any = 1) -> None:
+    def set_prefix_reuse(self, prefix: Session, suffix: Session, bucket: typing.Any = 0, min_prefix: typing.Any = 1, score_output: str = 'suffix_scores') -> None:
         ...
     @property
     def column_targets(self) -> list[list[int]]:

@@ -44,6 +44,7 @@ def _export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         optimize=args.optimize,
         prefix_reuse=not args.no_prefix_reuse,
+        packed_targets=not args.no_packed_targets,
         progress=lambda line: print(f"[{time.perf_counter() - started:6.1f}s] {line}", flush=True),
     )
     manifest = json.loads((out / "attribfast.json").read_text())
@@ -183,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-prefix-reuse",
         action="store_true",
         help="causal LMs: skip the prefix-reuse graphs (faster export, smaller bundle, no KV reuse)",
+    )
+    export.add_argument(
+        "--no-packed-targets",
+        action="store_true",
+        help="causal LMs: skip the packed graphs (faster export; every continuation then runs its own rows)",
     )
     export.set_defaults(run=_export)
 

@@ -11,6 +11,7 @@ import numpy as np
 from . import _core
 from .errors import InvalidInputError, MethodNotAvailableError
 from .session import Session
+from .tasks.packed import PACKED, PACKED_SUFFIX, PACKED_SUFFIX_OUTPUT
 from .tasks.prefix import PREFIX, SUFFIX
 from .words import word_groups
 
@@ -75,31 +76,36 @@ class Engine:
                 provider=self._provider,
                 device_id=self._device_id,
                 threads=self._threads,
-                spinning=graph in ("forward", "gradient", SUFFIX),
+                spinning=graph in ("forward", "gradient", SUFFIX, PACKED, PACKED_SUFFIX),
             )
         return self._sessions[graph]
 
     def score_problem(self, encoded: Encoded, plan):
-        """(ScoreProblem, core session) of the forward graph for a perturbation method."""
+        """(ScoreProblem, core session) for a perturbation method: the plan's packed layout where it
+        has one (every continuation from one row), else one row per segment on the forward graph."""
         spec = self._spec
+        layout = plan.packed or plan
+        graph, output = (plan.packed.graph, plan.packed.output) if plan.packed else ("forward", spec.score_output)
         problem = _core.ScoreProblem()
         problem.ids_input = spec.ids_input
         problem.mask_input = spec.mask_input
-        problem.score_output = spec.score_output
+        problem.score_output = output
         problem.pad_id = self.pad_id()
         problem.ids = encoded.ids.tolist()
-        problem.suffixes = plan.suffixes
-        extras = dict(plan.extras)
+        problem.suffixes = layout.suffixes
+        extras = dict(layout.extras)
         for name in spec.zero_inputs:
             # Constant per row: the core repeats an extra's single row over the batch.
             extras.setdefault(name, np.zeros((1, encoded.ids.size), np.int64))
         problem.extras = [_core.ExtraInput(name, value) for name, value in extras.items()]
-        problem.column_targets = plan.column_targets
-        problem.horizons = plan.horizons
+        problem.column_targets = layout.column_targets
+        problem.horizons = layout.horizons
         problem.n_targets = len(plan.labels)
-        if self.reuses_prefix():
-            problem.set_prefix_reuse(self.session(PREFIX)._session, self.session(SUFFIX)._session)
-        return problem, self.session("forward")._session
+        suffix, suffix_output = (PACKED_SUFFIX, PACKED_SUFFIX_OUTPUT) if graph == PACKED else (SUFFIX, "suffix_scores")
+        if self.reuses_prefix() and suffix in spec.graphs:
+            problem.set_prefix_reuse(self.session(PREFIX)._session, self.session(suffix)._session,
+                                     score_output=suffix_output)
+        return problem, self.session(graph)._session
 
     def reuses_prefix(self) -> bool:
         """Whether perturbation sweeps can reuse the clean input's key/value cache: a causal-LM

@@ -201,6 +201,7 @@ class AttributionModel:
         per_token: bool = False,
         contrast: str | int | Sequence | None = None,
         reuse_prefix: bool = True,
+        pack_targets: bool = True,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -227,6 +228,8 @@ class AttributionModel:
         reuse_prefix: causal LMs whose bundle has the prefix-reuse graphs: perturbed rows reuse the
             clean input's key/value cache before their first change (same results within float
             rounding, fewer token positions computed). False runs every row in full.
+        pack_targets: causal LMs whose bundle has the packed graphs: perturbation methods score every
+            continuation from one row (same results within float rounding). False: a row per continuation.
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -238,9 +241,11 @@ class AttributionModel:
         check_target_texts(contrast)
         if not isinstance(per_token, bool):
             raise InvalidInputError("per_token must be True or False")
-        if not isinstance(reuse_prefix, bool):
-            raise InvalidInputError("reuse_prefix must be True or False")
-        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix)
+        for flag, value in (("reuse_prefix", reuse_prefix), ("pack_targets", pack_targets)):
+            if not isinstance(value, bool):
+                raise InvalidInputError(f"{flag} must be True or False")
+        options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix,
+                   pack_targets)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -261,12 +266,15 @@ class AttributionModel:
         per_token,
         contrast=None,
         reuse_prefix=True,
+        pack_targets=True,
     ) -> Attribution:
         encoded = self._encode(text, truncate)
         if contrast is None:
             plan, contrast_plan = self._plan_targets(encoded, targets, generate, per_token), None
         else:
             plan, contrast_plan = plan_with_contrast(self, encoded, targets, contrast, generate, per_token, method)
+        if not pack_targets:
+            plan.packed = None
         policy = self._policy(method, batch_size, reuse_prefix)
         callback, finish = _progress_callback(progress)
         try:

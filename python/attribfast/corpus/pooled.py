@@ -3,8 +3,10 @@ batches by one core call (_core.pooled_*), each result equal to its per-text cal
 batching. Perturbation methods pool; gradient methods, Shapley sampling with a budget or explicit
 permutations, and calls with contrast or a progress callback run text by text (sweep.py).
 
-Causal LMs: pooled rows run the full forward graph (no prefix reuse), so their results match
-per-text calls with reuse_prefix=False exactly and those with reuse within float rounding.
+Causal LMs: pooled rows run without prefix reuse, so their results match per-text calls with
+reuse_prefix=False exactly and those with reuse within float rounding. Texts with several
+continuations run packed (one packed row per variant) where the bundle has the packed graphs, in
+core calls of their own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..methods.perturbation import _seed
 
 # Texts per core call: bounds the variants held in memory, and a chunk is the unit of progress.
 POOL_CHUNK = 256
-POOLED_OPTIONS = frozenset({"batch_size", "seed", "truncate", "per_token", "generate", "reuse_prefix"})
+POOLED_OPTIONS = frozenset({"batch_size", "seed", "truncate", "per_token", "generate", "reuse_prefix", "pack_targets"})
 
 
 def poolable(method: Method, options: dict) -> bool:
@@ -59,10 +61,26 @@ def pooled_attributions(
             out[index] = error
     if not ready:
         return out
-    problems = [engine.score_problem(encoded, plan)[0] for _, encoded, plan, _ in ready]
+    pack = options.get("pack_targets", True)
+    if not isinstance(pack, bool):
+        raise InvalidInputError("pack_targets must be True or False")
+    # Texts whose plans run the same graph (packed continuations or one row per segment) share a core call.
+    calls: dict = {}
+    for k, (_, encoded, plan, _) in enumerate(ready):
+        if not pack:
+            plan.packed = None
+        problem, session = engine.score_problem(encoded, plan)
+        calls.setdefault(id(session), (session, []))[1].append((k, problem))
     policy = model._policy(method, optional_count("batch_size", options.get("batch_size"), 1), False)
     seed = optional_count("seed", options.get("seed"), 0)
-    results = _run(method, engine, problems, [g for *_, g in ready], policy, _row_progress(progress, len(ready)), seed)
+    report = _row_progress(progress, len(ready))
+    results: list = [None] * len(ready)
+    for session, members in calls.values():
+        problems = [problem for _, problem in members]
+        groups = [ready[k][3] for k, _ in members]
+        for (k, _), result in zip(members, _run(method, engine, session, problems, groups, policy, report, seed),
+                                  strict=True):
+            results[k] = result
     for (index, encoded, plan, _), result in zip(ready, results, strict=True):
         out[index] = model._attribution(encoded, plan, method, result)
     return out
@@ -78,8 +96,7 @@ def _groups(method: Method, engine, encoded):
     return engine.groups(method.groups, encoded)
 
 
-def _run(method: Method, engine, problems, groups, policy, progress, seed):
-    session = engine.session("forward")._session
+def _run(method: Method, engine, session, problems, groups, policy, progress, seed):
     baseline = engine.baseline_id(method.baseline)
     if isinstance(method, Occlusion):
         return _core.pooled_occlusion(session, problems, method.window, method.stride, baseline, policy, progress)

@@ -32,8 +32,10 @@ import numpy as np
 from ..bundle import MANIFEST, SCHEMA_VERSION, sha256_of
 from ..errors import ExportError, OutputExistsError
 from ..tasks import TASKS, get_task
+from ..tasks.packed import PACKED, PACKED_SUFFIX
 from ..tasks.prefix import PREFIX, SUFFIX
 from .load import load_model, torch_or_error
+from .packing import validate_packing
 from .reuse import reuse_graphs, validate_reuse
 from .validation import ExportTolerance, check_errors, example_inputs, try_optimize, validate
 
@@ -59,6 +61,7 @@ def export_model(
     optimize: bool = False,
     progress: Callable[[str], None] | None = None,
     prefix_reuse: bool = True,
+    packed_targets: bool = True,
 ) -> Path:
     """Exports a Hugging Face model (or its local directory) to an attribution bundle.
 
@@ -81,6 +84,9 @@ def export_model(
         prefix_reuse: causal LMs: also export the prefix and suffix_score graphs that let
             perturbation methods reuse the clean input's key/value cache (kept only where they trace
             and match the full forward). False skips them: a faster export and a smaller bundle.
+        packed_targets: causal LMs: also export the packed score graphs, which score every
+            continuation of a prompt from one row (kept only where the model honours a block mask
+            and position ids, and the packed scores match the unpacked ones).
 
     Returns the bundle path. Raises UnsupportedArchitectureError naming a missing capability, or
     ExportValidationError naming the graph that disagrees with torch and by how much.
@@ -131,18 +137,29 @@ def export_model(
     if not prefix_reuse and reuse_graphs(extras):
         extras, extra_args = _without_reuse(extras, extra_args)
         reuse_note = {"available": False, "reason": "not requested (prefix_reuse=False)"}
+    packing_note = None
+    if task.causal:
+        packing_note = {"available": False, "reason": "not requested (packed_targets=False)"}
+        if packed_targets:
+            packed, reason = task.packed_graphs(model, score_module, with_reuse=reuse_graphs(extras))
+            extras += packed
+            extra_args += [extra.example(ids, mask) for extra in packed]
+            packing_note = {"available": bool(packed), **({"reason": reason} if reason else {})}
     say("tracing and converting the graphs")
     example = (ids, mask, targets, extra_args)
     try:
         traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
     except ExportError as e:
-        if not reuse_graphs(extras):
+        if not reuse_graphs(extras) and not (packing_note or {}).get("available"):
             raise
-        # The prefix-reuse graphs are an optimisation: a family whose cache path does not trace
-        # still exports, and attributes without reuse.
-        say("the prefix-reuse graphs did not trace; exporting without them")
-        extras, extra_args = _without_reuse(extras, extra_args)
-        reuse_note = {"available": False, "reason": f"the cache path did not trace: {str(e)[:500]}"}
+        # The prefix-reuse and packed graphs are optimisations: a family whose cache path or block
+        # mask does not trace still exports, and attributes without them.
+        say("the prefix-reuse or packed graphs did not trace; exporting without them")
+        why = f"did not trace: {str(e)[:500]}"
+        if reuse_graphs(extras):
+            reuse_note = {"available": False, "reason": "the cache path " + why}
+        packing_note = {"available": False, "reason": "the packed graphs " + why}
+        extras, extra_args = _without_optional(extras, extra_args)
         traced = trace_joint(task, model, score_module, extras, (ids, mask, targets, extra_args), out, opset,
                              external, max_length)
     say("writing " + ", ".join(["forward.onnx", "gradient.onnx", *(f"{e.name}.onnx" for e in extras)]))
@@ -179,10 +196,19 @@ def export_model(
             # Wrong reuse graphs must not be used; the bundle keeps the exact no-reuse path.
             say(f"the prefix-reuse graphs differ from the full forward by {error:.3g}; dropping them")
             reuse_note["reason"] = f"differs from the full forward by {error:.3g}"
-            for name in (PREFIX, SUFFIX):
+            for name in (PREFIX, SUFFIX, PACKED_SUFFIX):
+                if name in graphs:
+                    (out / f"{name}.onnx").unlink()
+                    del graphs[name]
+            extras, _ = _without_reuse(extras, [()] * len(extras))
+    if PACKED in graphs:
+        packing_note = validate_packing(model, out, PACKED_SUFFIX in graphs, tolerance.scores)
+        # Wrong packed graphs must not be used: the bundle keeps the unpacked plan.
+        for name in (PACKED, PACKED_SUFFIX):
+            if name in graphs and not packing_note["reuse" if name == PACKED_SUFFIX else "available"]:
+                say(f"dropping {name}.onnx: {packing_note.get('reason', '')}")
                 (out / f"{name}.onnx").unlink()
                 del graphs[name]
-            extras, _ = _without_reuse(extras, [()] * len(extras))
 
     optimization = None
     if optimize:
@@ -215,6 +241,7 @@ def export_model(
         "tolerance": asdict(tolerance),
         "optimization": optimization,
         "prefix_reuse": reuse_note,
+        "packing": packing_note,
         "versions": {
             "attribfast": _version(),
             "torch": torch.__version__,
@@ -232,9 +259,13 @@ def export_model(
     return out
 
 
-def _without_reuse(extras, extra_args):
-    kept = [k for k, extra in enumerate(extras) if extra.name not in (PREFIX, SUFFIX)]
+def _without_reuse(extras, extra_args, dropped=(PREFIX, SUFFIX, PACKED_SUFFIX)):
+    kept = [k for k, extra in enumerate(extras) if extra.name not in dropped]
     return [extras[k] for k in kept], [extra_args[k] for k in kept]
+
+
+def _without_optional(extras, extra_args):
+    return _without_reuse(extras, extra_args, (PREFIX, SUFFIX, PACKED, PACKED_SUFFIX))
 
 
 def _special_tokens(tokenizer) -> dict:

@@ -57,7 +57,16 @@ def trace_joint(
     ids, mask, targets, extra_args = example
     embedding = model.get_input_embeddings()
     n_targets = len(targets)
-    counts = [len(args) for args in extra_args]
+    # Extra graphs may share inputs by name (the past of both suffix graphs): one joint input each.
+    slot_of: dict = {}
+    shared_args = []
+    slots = []
+    for extra, args in zip(extras, extra_args, strict=True):
+        for name, value in zip(extra.inputs, args, strict=True):
+            if name not in slot_of:
+                slot_of[name] = n_targets + len(shared_args)
+                shared_args.append(value)
+        slots.append([slot_of[name] for name in extra.inputs])
 
     def joint(inputs_embeds, attention_mask, *rest):
         with torch.enable_grad():
@@ -65,24 +74,21 @@ def trace_joint(
             scores = score_module(leaf, attention_mask, *rest[:n_targets])
             (grad,) = torch.autograd.grad(scores.sum(), leaf)
         outputs = [scores, grad]
-        start = n_targets
-        for extra, count in zip(extras, counts, strict=True):
+        for extra, own_slots in zip(extras, slots, strict=True):
             # The same leaf: the extra graphs reuse the hidden states traced for the scores (sharing()).
-            own = rest[start : start + count]
+            own = tuple(rest[k] for k in own_slots)
             if extra.with_targets:
                 own = (*own, *rest[:n_targets])
             outputs.append(extra.module(leaf, attention_mask, *own))
-            start += count
         outputs.append(embedding(rest[-1]))
         return tuple(outputs)
 
     embeds = embedding(ids).detach()
-    args = (embeds, mask, *targets, *[a for group in extra_args for a in group], ids)
-    input_names = ["inputs_embeds", "attention_mask", *task.target_inputs]
+    args = (embeds, mask, *targets, *shared_args, ids)
+    input_names = ["inputs_embeds", "attention_mask", *task.target_inputs, *slot_of]
     axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update(task.target_input_axes())
     for extra in extras:
-        input_names += list(extra.inputs)
         axes.update(extra.inputs)
     input_names.append("input_ids")
     axes["input_ids"] = {0: "batch", 1: "sequence"}

@@ -36,6 +36,8 @@ class TargetPlan:
     gradient_extras: dict
     clean_scores: np.ndarray | None = None
     extra_note: dict = field(default_factory=dict)
+    # The same targets packed into fewer rows (tasks.packed.PackedPlan) for perturbation methods.
+    packed: Any = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class Task:
 
     def extra_graphs(self, model, score_module) -> list[ExtraGraph]:
         return []
+
+    def packed_graphs(self, model, score_module, with_reuse: bool) -> tuple[list[ExtraGraph], str | None]:
+        """Graphs that score several targets from one row (causal LMs), or ([], why not)."""
+        return [], f"{self.name} targets are not packed"
 
     def example_targets(self, model, lengths: list[int], n_targets: int, length: int, generator) -> tuple:
         """Random but valid target inputs for rows of the given lengths."""

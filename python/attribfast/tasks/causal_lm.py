@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import NonFiniteScoreError, TargetError, UnsupportedArchitectureError
 from .base import ExtraGraph, TargetPlan, Task, as_list, shared, unique_labels
+from .packed import pack_continuations, packed_graphs
 from .prefix import prefix_graphs
 
 
@@ -82,6 +83,9 @@ class CausalLM(Task):
             )
         ]
 
+    def packed_graphs(self, model, score_module, with_reuse: bool):
+        return packed_graphs(model, score_module, reduce_scores, final_logits, with_reuse)
+
     def example_targets(self, model, lengths, n_targets, length, generator) -> tuple:
         import torch
 
@@ -115,7 +119,13 @@ class CausalLM(Task):
         if per_token:
             labels = [tokenizer.decode([int(t)]) for piece in pieces for t in piece]
             return token_columns(encoded.ids.size, pieces, tuple(unique_labels(labels)))
-        return whole_continuations(encoded.ids.size, pieces, tuple(continuations))
+        plan = whole_continuations(encoded.ids.size, pieces, tuple(continuations))
+        # fp16 copies convert the packed graphs' score head to fp16 (the converter keeps only the
+        # forward graph's head in fp32), so they keep the unpacked plan, as they do without reuse.
+        half = model._spec.manifest.get("dtype") == "float16"
+        if len(pieces) > 1 and "packed_score" in model._spec.graphs and not half:
+            plan.packed = pack_continuations(encoded.ids.size, pieces, model._pad_id())
+        return plan
 
     def _generated(self, model, encoded, count: int) -> TargetPlan:
         model._fit_length(encoded, None, reserve=count - 1)

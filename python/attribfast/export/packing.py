@@ -1,0 +1,80 @@
+"""Validation of the packed graphs (ONNX Runtime, after export): packed scores must equal the
+forward graph's unpacked scores, and the packed suffix graph after a cached prefix must equal the
+packed graph, as the engine chains them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..tasks.packed import PACKED, PACKED_SUFFIX, pack_continuations
+from ..tasks.prefix import PAST, PREFIX
+
+# Continuation lengths of the check: one token (read nothing), longer than the prompt, uneven.
+PIECE_SIZES = ((3, 1, 2, 4), (11, 2))
+PROMPT_LENGTHS = (9, 6)
+
+
+def validate_packing(model, bundle: Path, with_reuse: bool, tolerance: float) -> dict:
+    """The manifest's packing note: available / reuse flags, the largest errors, a reason if not."""
+    import onnxruntime
+
+    def session(name):
+        return onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+
+    rng = np.random.default_rng(5)
+    vocab = model.get_input_embeddings().weight.shape[0]
+    forward, packed = session("forward"), session(PACKED)
+    worst, cases = 0.0, []
+    for sizes in PIECE_SIZES:
+        pieces = [rng.integers(0, vocab, size) for size in sizes]
+        prompts = [rng.integers(0, vocab, n) for n in PROMPT_LENGTHS]
+        expected = [_unpacked(forward, prompt, pieces) for prompt in prompts]
+        plans = [pack_continuations(prompt.size, pieces, 0) for prompt in prompts]
+        # Two rows of different lengths in one batch: the shorter is right-padded, as the engine does.
+        seq = max(p.size + len(plan.suffixes[0]) for p, plan in zip(prompts, plans, strict=True))
+        ids = np.zeros((2, seq), np.int64)
+        mask = np.zeros((2, seq), np.int64)
+        for b, (prompt, plan) in enumerate(zip(prompts, plans, strict=True)):
+            row = np.concatenate([prompt, plan.suffixes[0]])
+            ids[b, : row.size], mask[b, : row.size] = row, 1
+        extras = {name: np.concatenate([plan.extras[name][:1] for plan in plans]) for name in plans[0].extras}
+        (scores,) = packed.run(None, {"input_ids": ids, "attention_mask": mask, **extras})
+        worst = max(worst, float(np.abs(scores - np.stack(expected)).max()))
+        cases.append((ids[:1, : prompts[0].size + len(plans[0].suffixes[0])], plans[0], scores[:1]))
+    note = {"available": worst <= tolerance, "error": worst, "reuse": False}
+    if worst > tolerance:
+        note["reason"] = f"packed scores differ from the unpacked forward by {worst:.3g}"
+        return note
+    if with_reuse:
+        prefix, suffix = session(PREFIX), session(PACKED_SUFFIX)
+        error = 0.0
+        for ids, plan, scores in cases:
+            n = ids.shape[1] - len(plan.suffixes[0])
+            (present,) = prefix.run(None, {"input_ids": ids[:, :n], "attention_mask": np.ones((1, n), np.int64)})
+            for p in sorted({1, n // 2, n - 1}):
+                feeds = {"input_ids": ids[:, p:], "attention_mask": np.ones_like(ids[:, p:]), PAST: present[0, :p]}
+                feeds.update({name: value[:1] for name, value in plan.extras.items()})
+                (got,) = suffix.run(None, feeds)
+                error = max(error, float(np.abs(got - scores).max()))
+        note.update(reuse=error <= tolerance, reuse_error=error)
+        if error > tolerance:
+            note["reason"] = f"packed suffix scores differ from the packed forward by {error:.3g}"
+    return note
+
+
+def _unpacked(forward, prompt: np.ndarray, pieces: list[np.ndarray]) -> np.ndarray:
+    """Each continuation's score from its own row of the forward graph."""
+    n, out = prompt.size, []
+    for piece in pieces:
+        row = np.concatenate([prompt, piece[:-1]])[None]
+        feeds = {
+            "input_ids": row,
+            "attention_mask": np.ones_like(row),
+            "score_positions": (n - 1 + np.arange(piece.size)).reshape(1, 1, -1),
+            "score_ids": piece.reshape(1, 1, -1).astype(np.int64),
+            "score_weights": np.ones((1, 1, piece.size), np.float32),
+        }
+        out.append(forward.run(None, feeds)[0][0, 0])
+    return np.asarray(out, np.float32)
