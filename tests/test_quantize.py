@@ -41,7 +41,7 @@ SIMILARITY = [
     ),
 ]
 # Small settings for the sampling methods: this checks that they run, not how well they converge.
-SMALL = {"shapley_sampling": {"n_samples": 2}, "kernel_shap": {"n_samples": 16}, "lime": {"n_samples": 16}}
+SMALL = {"shapley_sampling": {"n_permutations": 2}, "kernel_shap": {"n_samples": 16}, "lime": {"n_samples": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +104,19 @@ def test_minilm_occlusion_ranks_agree_with_fp32(minilm_bundle, int8_bundles, tmp
         a = full.attribute(text, targets=references, method="occlusion")
         b = int8.attribute(text, targets=references, method="occlusion")
         assert spearman(a.matrix, b.matrix) >= 0.9, text
-        assert np.abs(a.matrix - b.matrix).max() < 0.25 * np.abs(a.matrix).max(), text
+        assert np.abs(a.matrix - b.matrix).max() < 0.05, text  # cosine units; measured up to 0.043
     b.save(tmp_path / "r.npz")
     assert attribfast.Attribution.load(tmp_path / "r.npz").quantization == "dynamic-int8"
     assert b.to_dict()["quantization"] == "dynamic-int8"
 
 
-def test_prefix_reuse_on_int8_moves_less_than_quantization(bundles, int8_bundles):
-    full = attribfast.load(bundles["gpt2"]).attribute(TEXT, targets=CONTINUATIONS, method="occlusion")
+def test_int8_runs_without_prefix_reuse(int8_bundles):
+    # Reuse moved the int8 matrix more than quantization does (engine.reuses_prefix): it is off.
     model = attribfast.load(int8_bundles["gpt2"])
-    reused = model.attribute(TEXT, targets=CONTINUATIONS, method="occlusion")
+    asked = model.attribute(TEXT, targets=CONTINUATIONS, method="occlusion")
     plain = model.attribute(TEXT, targets=CONTINUATIONS, method="occlusion", reuse_prefix=False)
-    assert reused.token_positions < plain.token_positions  # reuse did run
-    drift = np.abs(plain.matrix - full.matrix).max()
-    assert np.abs(reused.matrix - plain.matrix).max() <= drift
+    assert asked.token_positions == plain.token_positions
+    np.testing.assert_array_equal(asked.matrix, plain.matrix)
 
 
 def test_gradient_methods_run_the_fp32_graph_and_warn(bundles, int8_bundles):
