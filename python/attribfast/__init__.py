@@ -5,6 +5,7 @@ from ._runtime import RuntimeInfo, runtime_info
 from .attribution import Attribution
 from .bundle import Bundle
 from .export import ExportTolerance, export_model
+from .int8 import quantize
 from .methods import (
     METHODS,
     FeatureAblation,
@@ -53,5 +54,6 @@ __all__ = [
     "export",
     "export_model",
     "load",
+    "quantize",
     "runtime_info",
 ]

@@ -32,6 +32,8 @@ class Attribution:
     steps: IG's convergence delta and steps used, per target. evaluations: model rows run.
     token_positions: token positions those rows computed (batch x padded length of every model run;
     prefix reuse lowers it, not the rows); 0 where not counted (gradient methods).
+    quantization: the bundle's quantization ("dynamic-int8", attribfast.quantize) or "" for none;
+    perturbation methods ran its int8 graphs, gradient methods its float32 gradient graph.
     """
 
     matrix: np.ndarray
@@ -51,6 +53,7 @@ class Attribution:
     task: str = ""
     score: str = ""
     bundle_hash: str = ""
+    quantization: str = ""
     evaluations: int = 0
     token_positions: int = 0
     seconds: float = 0.0
@@ -131,6 +134,7 @@ class Attribution:
             "targets": list(self.targets),
             "matrix": self.matrix.tolist(),
             "bundle_hash": self.bundle_hash,
+            "quantization": self.quantization,
             "evaluations": self.evaluations,
             "token_positions": self.token_positions,
             "seconds": self.seconds,
@@ -168,6 +172,7 @@ class Attribution:
             "task": self.task,
             "score": self.score,
             "bundle_hash": self.bundle_hash,
+            "quantization": self.quantization,
             "evaluations": self.evaluations,
             "token_positions": self.token_positions,
             "seconds": self.seconds,

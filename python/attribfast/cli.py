@@ -1,4 +1,4 @@
-"""The attribfast command line: info, export, explain, explain-corpus, demo."""
+"""The attribfast command line: info, export, quantize, explain, explain-corpus, demo."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def _export(args: argparse.Namespace) -> int:
     for graph, report in (manifest.get("optimization") or {}).items():
         verdict = "kept" if report["kept"] else "not kept"
         print(f"optimisation of {graph}.onnx: {report['speedup']}x measured, {verdict}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .int8 import quantize
+
+    out = quantize(args.bundle, args.output, per_channel=not args.per_tensor, overwrite=args.overwrite)
+    graphs = json.loads((out / "attribfast.json").read_text())["quantization"]["graphs"]
+    print(f"int8 bundle written to {out}: " + ", ".join(f"{name} {dtype}" for name, dtype in graphs.items()))
     return 0
 
 
@@ -191,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="causal LMs: skip the packed graphs (faster export; every continuation then runs its own rows)",
     )
     export.set_defaults(run=_export)
+
+    quantize = commands.add_parser("quantize", help="write an int8 copy of a bundle (gradient graph stays fp32)")
+    quantize.add_argument("bundle", help="float32 bundle directory")
+    quantize.add_argument("-o", "--output", required=True, help="bundle directory to create")
+    quantize.add_argument("--per-tensor", action="store_true", help="one weight scale per matrix, not per column")
+    quantize.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    quantize.set_defaults(run=_quantize)
 
     method_help, method_epilog = _method_help()
     explain = commands.add_parser(

@@ -49,6 +49,10 @@ class ConvergenceWarning(UserWarning):
     """Integrated gradients stopped at max_steps with a convergence delta above its tolerance."""
 
 
+class Float32GradientWarning(UserWarning):
+    """A gradient method ran on an int8 bundle: its gradients come from the float32 gradient graph."""
+
+
 # Bundles and export.
 class ExportError(AttribfastError):
     """Exporting a model to a bundle failed (including validation above tolerance)."""

@@ -16,6 +16,7 @@ from .checks import check_target_texts, check_text, optional_count
 from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
+from .int8 import quantization, warn_float32_gradients
 from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
 from .session import Session
@@ -291,6 +292,7 @@ class AttributionModel:
         policy.num_heads = self._spec.num_heads
         policy.reuse_prefix = reuse_prefix
         session = self.session(method.needs)
+        warn_float32_gradients(self._spec.manifest, method.needs)
         if session.provider == "cuda":
             policy.max_batch_tokens = 0  # GPUs want the largest batch the memory budget allows
             policy.memory_budget = self._device_budget(session)
@@ -315,6 +317,7 @@ class AttributionModel:
             task=self._spec.task,
             score=self._spec.score,
             bundle_hash=self._spec.bundle_hash,
+            quantization=quantization(self._spec.manifest),
             evaluations=result.rows_run,
             token_positions=result.token_positions,
             seconds=result.seconds,

@@ -73,6 +73,8 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
     source = Bundle.load(bundle_dir)
     if bundle_dtype(source.manifest) != "float32":
         raise BundleError(f"{bundle_dir} is already a {bundle_dtype(source.manifest)} bundle")
+    if source.manifest.get("quantization"):
+        raise BundleError(f"{bundle_dir} is an int8 bundle; convert its float32 source instead")
     out = Path(out_dir)
     if out.resolve() == source.path.resolve():
         raise ExportError("the fp16 copy needs its own directory")

@@ -15,6 +15,20 @@ _GRAPH = {
 }
 
 
+# An int8 copy's record (attribfast.quantize): each graph's precision, and the bundle it came from.
+_QUANTIZATION = {
+    "type": "object",
+    "required": ["method", "graphs", "source"],
+    "properties": {
+        "method": {"enum": ["dynamic-int8"]},
+        "graphs": {"type": "object", "additionalProperties": {"enum": ["int8", "float32"]}},
+        "source": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "per_channel": {"type": "boolean"},
+        "weight_type": {"enum": ["int8", "uint8"]},
+    },
+}
+
+
 def manifest_schema(tasks: tuple[str, ...], schema_version: int) -> dict:
     """The JSON Schema of a bundle manifest (docs/bundle-format.md describes each field)."""
     return {
@@ -50,6 +64,7 @@ def manifest_schema(tasks: tuple[str, ...], schema_version: int) -> dict:
                 ]
             },
             "dtype": {"enum": ["float32", "float16"]},
+            "quantization": _QUANTIZATION,
             "graphs": {
                 "type": "object",
                 "required": ["forward"],

@@ -121,9 +121,12 @@ class CausalLM(Task):
             return token_columns(encoded.ids.size, pieces, tuple(unique_labels(labels)))
         plan = whole_continuations(encoded.ids.size, pieces, tuple(continuations))
         # fp16 copies convert the packed graphs' score head to fp16 (the converter keeps only the
-        # forward graph's head in fp32), so they keep the unpacked plan, as they do without reuse.
-        half = model._spec.manifest.get("dtype") == "float16"
-        if len(pieces) > 1 and "packed_score" in model._spec.graphs and not half:
+        # forward graph's head in fp32), and int8 copies scale activations over each whole tensor,
+        # so a packed row would not score as its unpacked rows do: both keep the unpacked plan, as
+        # they run without prefix reuse.
+        manifest = model._spec.manifest
+        derived = manifest.get("dtype") == "float16" or manifest.get("quantization")
+        if len(pieces) > 1 and "packed_score" in model._spec.graphs and not derived:
             plan.packed = pack_continuations(encoded.ids.size, pieces, model._pad_id())
         return plan
 
