@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <unordered_map>
 
@@ -171,9 +172,17 @@ const std::vector<double>& ScoreEvaluator::clean_scores() {
   return clean_;
 }
 
-std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants) {
+std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants,
+                                             const std::vector<int64_t>& segments) {
   const int64_t n = n_positions();
   const int64_t n_targets = problem_.n_targets;
+  const auto n_segments = static_cast<int64_t>(problem_.suffixes.size());
+  if (!segments.empty() && segments.size() != variants.size()) {
+    throw InvalidInputError("segments needs one entry per variant");
+  }
+  for (int64_t s : segments) {
+    if (s < -1 || s >= n_segments) throw InvalidInputError("a variant's segment is out of range");
+  }
   // Distinct inputs, each evaluated once. Entry 0 is the clean input: run in the same batches as the
   // first variants, then remembered.
   std::unordered_map<const std::vector<int64_t>*, int64_t, IdsHash, IdsEqual> index_of;
@@ -186,7 +195,15 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
     if (inserted) unique.push_back(&variants[v]);
     unique_of[v] = it->second;
   }
-  std::vector<double> unique_scores(unique.size() * n_targets);
+  // Which segments each distinct input runs with (the clean input: all, for the clean scores).
+  std::vector<std::vector<char>> wanted(unique.size(), std::vector<char>(n_segments, segments.empty() ? 1 : 0));
+  std::fill(wanted[0].begin(), wanted[0].end(), 1);
+  for (size_t v = 0; v < segments.size(); ++v) {
+    auto& flags = wanted[unique_of[v]];
+    if (segments[v] < 0) std::fill(flags.begin(), flags.end(), 1);
+    else flags[segments[v]] = 1;
+  }
+  std::vector<double> unique_scores(unique.size() * n_targets, std::numeric_limits<double>::quiet_NaN());
   std::vector<Row> rows;
   std::vector<int64_t> first_changed_of_row;
   std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
@@ -196,6 +213,7 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
     int64_t first_changed = 0;
     while (first_changed < n && ids[first_changed] == problem_.ids[first_changed]) ++first_changed;
     for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
+      if (!wanted[u][s]) continue;
       const int64_t horizon = problem_.horizons[s];
       if (u > 0 && horizon >= 0 && first_changed > horizon) {
         unseen.emplace_back(static_cast<int64_t>(u), static_cast<int64_t>(s));

@@ -16,6 +16,9 @@ from .checks import check_target_texts, check_text, optional_count
 from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
+from .faithfulness.params import Faithfulness
+from .faithfulness.params import as_params as as_faithfulness
+from .faithfulness.run import evaluate_planned, evaluate_result
 from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
 from .session import Session
@@ -201,6 +204,7 @@ class AttributionModel:
         per_token: bool = False,
         contrast: str | int | Sequence | None = None,
         reuse_prefix: bool = True,
+        evaluate=False,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -227,6 +231,7 @@ class AttributionModel:
         reuse_prefix: causal LMs whose bundle has the prefix-reuse graphs: perturbed rows reuse the
             clean input's key/value cache before their first change (same results within float
             rounding, fewer token positions computed). False runs every row in full.
+        evaluate: True, metric names or an attribfast.Faithfulness: attach faithfulness figures (evaluate()).
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -240,7 +245,9 @@ class AttributionModel:
             raise InvalidInputError("per_token must be True or False")
         if not isinstance(reuse_prefix, bool):
             raise InvalidInputError("reuse_prefix must be True or False")
+        evaluate = evaluate and as_faithfulness(evaluate)
         options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix)
+        options += (evaluate,)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -261,6 +268,7 @@ class AttributionModel:
         per_token,
         contrast=None,
         reuse_prefix=True,
+        evaluate=None,
     ) -> Attribution:
         encoded = self._encode(text, truncate)
         if contrast is None:
@@ -304,7 +312,12 @@ class AttributionModel:
             token_positions=result.token_positions,
             seconds=result.seconds,
         )
-        return Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))
+        result = Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))
+        return evaluate_planned(self, encoded, plan, result, evaluate, progress, reuse_prefix) if evaluate else result
+
+    def evaluate(self, result: Attribution, metrics=None, targets=None, progress=None, **params) -> Attribution:
+        """The result with faithfulness figures (docs/faithfulness.md); params: attribfast.Faithfulness's."""
+        return evaluate_result(self, result, Faithfulness(metrics=metrics, **params), targets, progress)
 
     def _device_budget(self, session: Session) -> int:
         """Activation bytes a GPU batch may take: the user's budget, else a share of the free device

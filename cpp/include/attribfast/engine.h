@@ -102,7 +102,10 @@ class ScoreEvaluator {
   // Scores of the unperturbed input, [n_targets] (run with the first evaluate() if not yet known).
   const std::vector<double>& clean_scores();
   // Scores [variants.size(), n_targets] of variants (each n ids). Each distinct variant is run once.
-  std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants);
+  // segments (empty: all): per variant, the one segment to run it with (-1: all); the columns of
+  // the segments a variant skips are NaN. Faithfulness curves need each variant for one target only.
+  std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants,
+                               const std::vector<int64_t>& segments = {});
   int64_t rows_run() const { return rows_run_; }
   // Token positions the model computed: batch x padded length of every run, prefix runs included.
   int64_t token_positions() const { return token_positions_; }
