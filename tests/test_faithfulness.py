@@ -297,3 +297,23 @@ def test_compare_tabulates_methods_and_plots_their_curves(interaction):
     matplotlib.pyplot.close(fig)
     with pytest.raises(InvalidInputError):
         attribfast.compare(model, IDS, targets=[0], methods=[])
+
+
+def test_explain_evaluate_and_compare_commands(bundles, capsys, tmp_path):
+    from attribfast.cli import main
+
+    bundle = str(bundles["gpt2"])
+    common = ["--text", PROMPT, "--target", " is", "--target", " over the"]
+    assert main(["explain", bundle, *common, "--quiet", "--evaluate", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "faithfulness (" in out and "comprehensiveness" in out
+    assert '"faithfulness"' in (tmp_path / "r.json").read_text()
+    args = ["compare", bundle, *common, "--method", "occlusion", "--method", "saliency", "--points", "6"]
+    assert main([*args, "--out", str(tmp_path / "c.png"), "--csv", str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "occlusion" in out and "saliency" in out and "deletion_area" in out
+    assert (tmp_path / "c.png").stat().st_size > 0
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert len(table) == 4 and set(table["method"]) == {"occlusion", "saliency"}
+    assert main(["compare", bundle, *common, "--method", "occlusion", "--metric", "nope"]) == 2
+    assert "unknown metric" in capsys.readouterr().err

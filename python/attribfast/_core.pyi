@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['AttributionResult', 'BatchPolicy', 'ExtraInput', 'GradientProblem', 'PROBE_MODEL', 'ScoreProblem', 'Session', 'available_providers', 'choose_batch_size', 'feature_ablation', 'gradient_at_input', 'integrated_gradients', 'load_runtime', 'occlusion', 'occlusion_windows', 'permutations', 'probe_provider', 'quadrature', 'quadrature_methods', 'shapley_kernel_weight', 'shapley_sampling', 'surrogate', 'surrogate_samples', 'weighted_least_squares']
+__all__: list[str] = ['AttributionResult', 'BatchPolicy', 'ExtraInput', 'GradientProblem', 'PROBE_MODEL', 'ScoreProblem', 'Session', 'available_providers', 'choose_batch_size', 'feature_ablation', 'gradient_at_input', 'integrated_gradients', 'load_runtime', 'occlusion', 'occlusion_windows', 'permutations', 'probe_provider', 'quadrature', 'quadrature_methods', 'score_variants', 'shapley_kernel_weight', 'shapley_sampling', 'surrogate', 'surrogate_samples', 'weighted_least_squares']
 class Session:
     def __init__(self, model: typing.Any, provider: str = 'cpu', device_id: typing.Any = 0, threads: typing.Any = 0, optimization_level: typing.Any = 99, use_io_binding: bool = False, allow_spinning: bool = True, allow_tf32: bool = False) -> None:
         ...
@@ -214,6 +214,8 @@ def probe_provider(provider: str, device_id: typing.Any = 0) -> tuple[bool, str]
 def quadrature(method: str, n_steps: typing.Any) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     ...
 def quadrature_methods() -> list[str]:
+    ...
+def score_variants(session: Session, problem: ScoreProblem, variants: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], segments: typing.Any, policy: BatchPolicy, progress: typing.Any = None) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], int, int, float]:
     ...
 def shapley_kernel_weight(m: typing.Any, k: typing.Any) -> float:
     ...
