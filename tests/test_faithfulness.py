@@ -30,9 +30,12 @@ def test_removal_counts_are_symmetric_and_exact_on_request():
     counts = fm.removal_counts(64, 20)
     # round(j 64 / 20) for j <= 10 (3.2 j), mirrored above.
     assert counts.tolist() == [0, 3, 6, 10, 13, 16, 19, 22, 26, 29, 32, 35, 38, 42, 45, 48, 51, 54, 58, 61, 64]
-    for n in (7, 10, 33, 101):
-        c = set(fm.removal_counts(n, 6).tolist())
-        assert c == {n - k for k in c} and {0, n} <= c
+    # The default: 12 steps (5.33 j) plus ERASER's bin counts 1, 4, 7, 13, 32 and their mirrors.
+    counts = fm.removal_counts(64, 12, fm.bin_counts(64, fm.ERASER_BINS))
+    assert counts.tolist() == [0, 1, 4, 5, 7, 11, 13, 16, 21, 27, 32, 37, 43, 48, 51, 53, 57, 59, 60, 63, 64]
+    for n in (7, 10, 33, 101, 1000):
+        c = set(fm.removal_counts(n, 6, [1, 2]).tolist())
+        assert c == {n - k for k in c} and {0, 1, 2, n} <= c and len(c) <= 2 * (6 // 2 + 1 + 2)
 
 
 def test_bin_counts_follow_eraser_and_drop_repeats():
@@ -148,7 +151,7 @@ def test_figures_equal_the_slow_reference(interaction, points, groups):
     figures = evaluated.faithfulness
     group_list = list(range(len(ids))) if groups == "token" else list(groups)
     m = len({g for g in group_list if g >= 0})
-    counts = fm.removal_counts(m, points)
+    counts = fm.removal_counts(m, points, fm.bin_counts(m, fm.ERASER_BINS))
     assert figures["curves"]["x"] == pytest.approx(counts / m)
     for column, target in enumerate((0, 2)):
         expected, curves = reference(
@@ -186,7 +189,7 @@ def test_causal_lm_targets_equal_the_reference_through_the_forward_graph(bundles
         return float(session.run(["scores"], feeds)[0][0, 0])
 
     m = len(ids)
-    counts = fm.removal_counts(m, 5).tolist()
+    counts = fm.removal_counts(m, 5, fm.bin_counts(m, fm.ERASER_BINS)).tolist()
     for column, continuation in enumerate(CONTINUATIONS):
         expected, _ = reference(
             lambda x, c=continuation: score(x, c), ids, result.matrix[:, column], list(range(m)), baseline, counts,
@@ -194,9 +197,10 @@ def test_causal_lm_targets_equal_the_reference_through_the_forward_graph(bundles
         )
         for name, value in expected.items():
             assert evaluated.faithfulness["values"][name][column] == pytest.approx(value, abs=1e-5), name
-    # Each target's curve rows run with its own continuation only.
-    per_target = len(set(counts)) * 2 + 2 * len(fm.bin_counts(m, fm.ERASER_BINS))
-    assert evaluated.faithfulness["rows_run"] < 2 * (m + 2 * per_target) + 2
+    # Each target's curve rows run with its own continuation only: LOO (m per target), 2 per count
+    # on the curves, 4 orderings' bins for the normalised AOPC, the clean rows.
+    per_target = m + 2 * len(counts) + 2 * 4 * len(fm.bin_counts(m, fm.ERASER_BINS))
+    assert evaluated.faithfulness["rows_run"] <= 2 * per_target + 2
 
 
 # Analytic orderings ----------------------------------------------------------------------------------
@@ -274,8 +278,10 @@ def test_figures_survive_save_load_and_show_in_tables_and_html(interaction, tmp_
     pd.testing.assert_frame_equal(result.to_pandas().attrs["faithfulness"], table)
     assert result.to_dict()["faithfulness"] == figures
     assert "comprehensiveness" in result.to_html() and "af-faith" in result.to_html()
-    # A default evaluation's rows are bounded whatever the length: ~2 x 21 curve rows + bins.
-    assert figures["rows_run"] <= 2 * 21 + 2 * 5 + 2
+    # A default evaluation's rows: top-k and bottom-k removed per count, per target; the clean and
+    # the all-removed input are common to both, and to both targets.
+    assert len(figures["curves"]["x"]) == len(IDS) + 1  # 12 steps > 11 tokens: every count
+    assert 2 * len(IDS) <= figures["rows_run"] <= 2 * (2 * len(IDS)) + 2
     assert attribfast.Attribution.load(tmp_path / "r.npz").normalize().faithfulness == figures
 
 

@@ -21,7 +21,8 @@ def _compare(args: argparse.Namespace) -> int:
     from .params import Faithfulness
 
     model = load(args.bundle, threads=args.threads)
-    params = Faithfulness(metrics=args.metric or None, points=None if args.exact else args.points)
+    points = None if args.exact else (args.points or Faithfulness.points)
+    params = Faithfulness(metrics=args.metric or None, points=points)
     result = compare(model, args.text, targets=args.target or None, methods=args.method, evaluate=params)
     import pandas as pd
 
@@ -52,7 +53,7 @@ def add_parser(commands) -> None:
         help="a method name (repeat: at least one; e.g. --method occlusion --method saliency)",
     )
     compare.add_argument("--metric", action="append", help="a metric name, or 'all' (default: the bounded four)")
-    compare.add_argument("--points", type=int, default=20, help="curve steps (default: %(default)s)")
+    compare.add_argument("--points", type=int, help="even curve steps, the bins added (default: 12)")
     compare.add_argument("--exact", action="store_true", help="exact curves: every feature count")
     compare.add_argument("--out", help="PNG of the first target's deletion curves")
     compare.add_argument("--csv", help="CSV of the table")

@@ -37,18 +37,20 @@ def ranking(relevance: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(relevance, np.float64), kind="stable")
 
 
-def removal_counts(n_features: int, points: int | None) -> np.ndarray:
+def removal_counts(n_features: int, points: int | None, extra=()) -> np.ndarray:
     """The numbers of removed features at which curves are sampled, ascending, 0 and n included.
 
-    points=None: every count 0..n (the exact curve). Else about `points` steps: k_j = round(j n / points)
-    (halves up) for j <= points / 2, and n - k_(points - j) above, so the grid is symmetric (k on it
-    implies n - k on it): an insertion curve then reuses the deletion curve's variants.
+    points=None: every count 0..n (the exact curve). Else `points` even steps, k_j = round(j n / points)
+    (halves up) for j <= points / 2, plus the `extra` counts (the AOPC bins, so that they are read
+    off the curves' rows), closed under k -> n - k: the grid is symmetric, so an insertion curve
+    reuses the deletion curve's variants.
     """
     if n_features < 1:
         raise InvalidInputError("the input has no features to remove")
     if points is None or points >= n_features:
         return np.arange(n_features + 1, dtype=np.int64)
     lower = [math.floor(j * n_features / points + 0.5) for j in range(points // 2 + 1)]
+    lower += [int(k) for k in extra]
     counts = set(lower) | {n_features - k for k in lower}
     return np.array(sorted(counts), dtype=np.int64)
 

@@ -44,21 +44,24 @@ class Faithfulness:
     """How to evaluate an attribution's faithfulness (docs/faithfulness.md).
 
     metrics: names from attribfast.faithfulness.METRICS, "all", or None (deletion, insertion,
-        comprehensiveness, sufficiency: about 50 rows per target whatever the length).
-    points: steps of the deletion and insertion curves (None: every feature count, exact).
+        comprehensiveness, sufficiency: at most 44 rows per target whatever the length).
+    points: even steps of the deletion and insertion curves, to which the bins' counts (and their
+        mirrors n - k) are added: about 20 points by default (None: every feature count, exact).
     bins: ERASER's rationale sizes, percent of the features, each in (0, 100].
     baseline: the replacement token (None: the result's own token baseline, else the bundle's pad).
     groups: the features removed together, "token", "word" or ids per token (None: the result's
         own groups, else tokens). Special tokens are never removed.
     batch_size: rows per model run (None: chosen from the memory budget).
+    reuse_prefix: causal LMs: rows reuse the clean input's key/value cache (as attribute's option).
     """
 
     metrics: tuple | str | None = None
-    points: int | None = 20
+    points: int | None = 12
     bins: tuple = ERASER_BINS
     baseline: TokenBaseline = None
     groups: Groups | None = None
     batch_size: int | None = None
+    reuse_prefix: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", resolve_metrics(self.metrics))
@@ -72,6 +75,8 @@ class Faithfulness:
                 object.__setattr__(self, "groups", tuple(int(g) for g in self.groups))
         if self.batch_size is not None:
             _check_positive("batch_size", self.batch_size)
+        if not isinstance(self.reuse_prefix, bool):
+            raise InvalidInputError("reuse_prefix must be True or False")
 
     def as_dict(self) -> dict:
         out = asdict(self)

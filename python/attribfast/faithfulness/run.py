@@ -22,7 +22,7 @@ CLEAN_TOLERANCE = 1e-3
 LOO_METRICS = ("normalized_aopc", "loo_spearman")
 
 
-def evaluate_result(model, result, params: Faithfulness, targets=None, progress=None, reuse_prefix=True):
+def evaluate_result(model, result, params: Faithfulness, targets=None, progress=None):
     """model.evaluate: re-plans the result's targets (its labels, or `targets`) and evaluates."""
     check_result(model, result)
     if result.token_ids is None:
@@ -41,7 +41,7 @@ def evaluate_result(model, result, params: Faithfulness, targets=None, progress=
             f"the targets plan to columns {list(plan.labels)}, the result has {list(result.targets)}: "
             "pass the targets the result was computed for"
         )
-    return evaluate_planned(model, encoded, plan, result, params, progress, reuse_prefix, check_clean=True)
+    return evaluate_planned(model, encoded, plan, result, params, progress, True, check_clean=True)
 
 
 def _targets_of(model, result) -> list:
@@ -84,7 +84,7 @@ def _evaluate(model, encoded, plan, result, params, progress, reuse_prefix, chec
     segment_of = {t: s for s, columns in enumerate(plan.column_targets) for t in columns if t >= 0}
     n_targets = len(plan.labels)
     problem, session = engine.score_problem(encoded, plan)
-    policy = _policy(model, params.batch_size, reuse_prefix)
+    policy = _policy(model, params.batch_size, reuse_prefix and params.reuse_prefix)
     sweep = _Sweep(session, problem, policy, progress, encoded.ids, groups, n_features, baseline)
 
     loo = None
@@ -158,12 +158,13 @@ def _variants(sweep: _Sweep, order, segment, params, loo, t) -> dict:
     m = sweep.n_features
     out = {}
     metrics = params.metrics
+    bins = fm.bin_counts(m, params.bins)
     if "deletion" in metrics or "insertion" in metrics:
-        counts = fm.removal_counts(m, params.points)
+        # The bins on the grid: comprehensiveness and sufficiency then read the curves' rows.
+        counts = fm.removal_counts(m, params.points, bins)
         out["counts"] = counts
         out["top"] = [sweep.add(order[:k], segment) for k in counts]  # the k most relevant removed
         out["bottom"] = [sweep.add(order[m - k :], segment) for k in counts]  # the k least relevant removed
-    bins = fm.bin_counts(m, params.bins)
     orderings = {"explanation": order}
     if "normalized_aopc" in metrics:
         loo_order = fm.ranking(loo[:, t])
