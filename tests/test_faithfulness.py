@@ -323,3 +323,12 @@ def test_explain_evaluate_and_compare_commands(bundles, capsys, tmp_path):
     assert len(table) == 4 and set(table["method"]) == {"occlusion", "saliency"}
     assert main(["compare", bundle, *common, "--method", "occlusion", "--metric", "nope"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_progress_reports_every_row_of_both_sweeps(interaction):
+    model, _ = interaction
+    result = model.attribute(IDS, targets=[0], method="occlusion")
+    calls = []
+    evaluated = model.evaluate(result, metrics="all", progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] == evaluated.faithfulness["rows_run"]
+    assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:], strict=False))
