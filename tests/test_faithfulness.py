@@ -197,6 +197,8 @@ def test_causal_lm_targets_equal_the_reference_through_the_forward_graph(bundles
         )
         for name, value in expected.items():
             assert evaluated.faithfulness["values"][name][column] == pytest.approx(value, abs=1e-5), name
+    words = model.evaluate(result, groups="word").faithfulness
+    assert words["features"] == len(PROMPT.split()) and words["parameters"]["groups"] == "word"
     # Each target's curve rows run with its own continuation only: LOO (m per target), 2 per count
     # on the curves, 4 orderings' bins for the normalised AOPC, the clean rows.
     per_target = m + 2 * len(counts) + 2 * 4 * len(fm.bin_counts(m, fm.ERASER_BINS))
@@ -258,6 +260,8 @@ def test_bad_requests_are_typed_errors(interaction, bundles):
         model.evaluate(replace(result, target_scores=result.target_scores + 1.0))
     with pytest.raises(InvalidInputError, match="evaluate must be"):
         model.attribute(IDS, targets=[0], evaluate=3)
+    with pytest.raises(InvalidInputError, match="contrastive"):
+        model.attribute(IDS, targets=[0], contrast=1, evaluate=True)
 
 
 # Results ------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from .checks import check_target_texts, check_text, optional_count
 from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
-from .faithfulness.params import Faithfulness
-from .faithfulness.params import as_params as as_faithfulness
+from .faithfulness.params import Faithfulness, as_params
 from .faithfulness.run import evaluate_planned, evaluate_result
 from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
@@ -245,7 +244,7 @@ class AttributionModel:
             raise InvalidInputError("per_token must be True or False")
         if not isinstance(reuse_prefix, bool):
             raise InvalidInputError("reuse_prefix must be True or False")
-        evaluate = evaluate and as_faithfulness(evaluate)
+        evaluate = evaluate and as_params(evaluate)
         options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix)
         options += (evaluate,)
         if isinstance(inputs, str) or _is_id_list(inputs):
