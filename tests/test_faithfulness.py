@@ -4,6 +4,7 @@ orderings, typed errors, and the figures' life in results (save/load, tables, HT
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -276,6 +277,12 @@ def test_figures_survive_save_load_and_show_in_tables_and_html(interaction, tmp_
     result.save(tmp_path / "r.npz")
     loaded = attribfast.Attribution.load(tmp_path / "r.npz")
     assert loaded.faithfulness == figures
+    # Version 2 marks files with figures (an older attribfast refuses them); plain results stay 1.
+    replace(result, faithfulness=None).save(tmp_path / "plain.npz")
+    for name, version in (("r.npz", 2), ("plain.npz", 1)):
+        with np.load(tmp_path / name) as data:
+            assert json.loads(bytes(data["meta"]).decode())["version"] == version
+    assert attribfast.Attribution.load(tmp_path / "plain.npz").faithfulness is None
     table = loaded.faithfulness_table()
     assert list(table.columns) == ["0", "1"] and "comprehensiveness" in table.index
     assert table.loc["deletion_area", "1"] == figures["values"]["deletion_area"][1]

@@ -13,7 +13,7 @@ from .errors import InvalidInputError
 from .words import word_groups
 
 RESULT_FORMAT = "attribfast-attribution"
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: faithfulness figures (results without them are still written as 1)
 NORMALIZATIONS = ("maxabs", "l1")
 
 
@@ -188,8 +188,12 @@ class Attribution:
             "token_positions": self.token_positions,
             "seconds": self.seconds,
             "contrasts": None if self.contrasts is None else list(self.contrasts),
-            "faithfulness": self.faithfulness,
         }
+        if self.faithfulness is not None:
+            # Version 2, so that an older attribfast refuses it with a clear error.
+            meta.update(version=2, faithfulness=self.faithfulness)
+        else:
+            meta["version"] = 1
         arrays = {name: getattr(self, name) for name in self._ARRAYS if getattr(self, name) is not None}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
