@@ -65,7 +65,7 @@ def test_method_help_lists_the_registry(monkeypatch):
     assert Fake.name in subparsers(cli.build_parser())["explain"].format_help()
 
 
-@pytest.mark.parametrize("command", ["export", "explain", "demo", "info"])
+@pytest.mark.parametrize("command", ["export", "explain", "compare", "demo", "info"])
 def test_each_command_help_exits_cleanly(command):
     result = run(command, "--help")
     assert result.returncode == 0, result.stderr

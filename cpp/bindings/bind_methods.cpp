@@ -210,6 +210,39 @@ void bind_methods(py::module_& m) {
      py::arg("seed"), py::arg("max_evaluations"), py::arg("max_seconds"), py::arg("permutations"), py::arg("policy"),
      py::arg("progress") = py::none());
 
+  // Explicit variants [n_variants, n] scored in one batched sweep (faithfulness curves): returns
+  // (scores [n_variants, n_targets], clean scores, rows run, token positions, seconds).
+  m.def("score_variants", [](const Session& s, const ScoreProblem& problem,
+                             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& variants,
+                             const py::object& segments, const BatchPolicy& policy, const py::object& progress) {
+    if (variants.ndim() != 2 || variants.shape(1) != static_cast<py::ssize_t>(problem.ids.size())) {
+      throw InvalidInputError("variants must be 2-D [n_variants, " + std::to_string(problem.ids.size()) + "]");
+    }
+    const int64_t count = variants.shape(0), n = variants.shape(1);
+    std::vector<std::vector<int64_t>> rows(count);
+    for (int64_t v = 0; v < count; ++v) rows[v].assign(variants.data() + v * n, variants.data() + (v + 1) * n);
+    const auto segment_of = segments.is_none() ? std::vector<int64_t>{} : int_list_arg(segments, "segments", -1);
+    struct Scored {
+      std::vector<double> scores, clean;
+      int64_t rows_run = 0, token_positions = 0;
+      double seconds = 0.0;
+    };
+    auto scored = run_off_gil(s.runtime(), progress, [&](RunControl& control, const ProgressFn& report) {
+      ScoreEvaluator evaluator(s, problem, policy, &control, report);
+      Scored out;
+      out.scores = evaluator.evaluate(rows, segment_of);
+      out.clean = evaluator.clean_scores();
+      out.rows_run = evaluator.rows_run();
+      out.token_positions = evaluator.token_positions();
+      out.seconds = evaluator.seconds();
+      return out;
+    });
+    return py::make_tuple(matrix_of(scored.scores, count, problem.n_targets),
+                          py::array_t<double>(scored.clean.size(), scored.clean.data()), scored.rows_run,
+                          scored.token_positions, scored.seconds);
+  }, py::arg("session"), py::arg("problem"), py::arg("variants"), py::arg("segments"), py::arg("policy"),
+     py::arg("progress") = py::none());
+
   auto surrogate_params = [](const std::string& kind, std::vector<int64_t> groups, int64_t baseline_id,
                              const py::object& n_samples, const py::object& seed, const py::object& kernel_width,
                              const py::object& ridge) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <unordered_map>
 
@@ -172,8 +173,9 @@ const std::vector<double>& ScoreEvaluator::clean_scores() {
   return clean_;
 }
 
-std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants) {
-  Request request = prepare(variants);
+std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64_t>>& variants,
+                                             const std::vector<int64_t>& segments) {
+  Request request = prepare(variants, segments);
   runner_.expect_rows(static_cast<int64_t>(request.rows.size()));
   if (problem_.prefix_reuse.enabled() && policy_.reuse_prefix) {
     run_with_reuse(request);
@@ -183,9 +185,17 @@ std::vector<double> ScoreEvaluator::evaluate(const std::vector<std::vector<int64
   return finish(request);
 }
 
-ScoreEvaluator::Request ScoreEvaluator::prepare(const std::vector<std::vector<int64_t>>& variants) {
+ScoreEvaluator::Request ScoreEvaluator::prepare(const std::vector<std::vector<int64_t>>& variants,
+                                                const std::vector<int64_t>& segments) {
   const int64_t n = n_positions();
   const int64_t n_targets = problem_.n_targets;
+  const auto n_segments = static_cast<int64_t>(problem_.suffixes.size());
+  if (!segments.empty() && segments.size() != variants.size()) {
+    throw InvalidInputError("segments needs one entry per variant");
+  }
+  for (int64_t s : segments) {
+    if (s < -1 || s >= n_segments) throw InvalidInputError("a variant's segment is out of range");
+  }
   // Distinct inputs, each evaluated once. Entry 0 is the clean input: run in the same batches as the
   // first variants, then remembered.
   Request request;
@@ -199,14 +209,24 @@ ScoreEvaluator::Request ScoreEvaluator::prepare(const std::vector<std::vector<in
     if (inserted) request.unique.push_back(&variants[v]);
     request.unique_of[v] = it->second;
   }
-  // Sized once: rows point into it.
-  request.unique_scores.assign(request.unique.size() * n_targets, 0.0);
+  // Which segments each distinct input runs with (the clean input: all, for the clean scores).
+  std::vector<std::vector<char>> wanted(request.unique.size(),
+                                        std::vector<char>(n_segments, segments.empty() ? 1 : 0));
+  std::fill(wanted[0].begin(), wanted[0].end(), 1);
+  for (size_t v = 0; v < segments.size(); ++v) {
+    auto& flags = wanted[request.unique_of[v]];
+    if (segments[v] < 0) std::fill(flags.begin(), flags.end(), 1);
+    else flags[segments[v]] = 1;
+  }
+  // Sized once: rows point into it. The columns of segments a variant skips stay NaN.
+  request.unique_scores.assign(request.unique.size() * n_targets, std::numeric_limits<double>::quiet_NaN());
   for (size_t u = 0; u < request.unique.size(); ++u) {
     if (u == 0 && have_clean_) continue;
     const auto& ids = *request.unique[u];
     int64_t first_changed = 0;
     while (first_changed < n && ids[first_changed] == problem_.ids[first_changed]) ++first_changed;
     for (size_t s = 0; s < problem_.suffixes.size(); ++s) {
+      if (!wanted[u][s]) continue;
       const int64_t horizon = problem_.horizons[s];
       if (u > 0 && horizon >= 0 && first_changed > horizon) {
         request.unseen.emplace_back(static_cast<int64_t>(u), static_cast<int64_t>(s));

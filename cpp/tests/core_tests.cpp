@@ -275,6 +275,32 @@ void test_engine(const std::string& library, const std::string& models) {
     for (size_t p = 0; p < ids.size(); ++p) EXPECT_NEAR(result.matrix[p * 3], table(ids[p], 0) - table(baseline, 0), 1e-4);
   }
   {
+    // Explicit variants, each with one segment: segment 0 scores column 0 of the input alone,
+    // segment 1 column 1 with token 3 appended. A repeated variant runs once with the union of its
+    // segments; columns of segments a variant skipped are NaN.
+    ScoreProblem problem = linear_problem(ids);
+    problem.suffixes = {{}, {3}};
+    problem.column_targets = {{0, -1, -1}, {-1, 1, -1}};
+    problem.horizons = {-1, -1};
+    problem.n_targets = 2;
+    ScoreEvaluator evaluator(session, problem, policy, nullptr, nullptr);
+    const std::vector<int64_t> a{0, 4, 4, 7, 2}, b{1, 0, 0, 7, 2};
+    auto scores = evaluator.evaluate({a, b, a}, {0, 1, 1});
+    auto sum = [&](const std::vector<int64_t>& v, int t) {
+      double total = 0;
+      for (int64_t id : v) total += table(id, t);
+      return total;
+    };
+    EXPECT_NEAR(scores[0 * 2 + 0], sum(a, 0), 1e-5);
+    EXPECT_NEAR(scores[0 * 2 + 1], sum(a, 1) + table(3, 1), 1e-5);
+    EXPECT(std::isnan(scores[1 * 2 + 0]));
+    EXPECT_NEAR(scores[1 * 2 + 1], sum(b, 1) + table(3, 1), 1e-5);
+    EXPECT_NEAR(scores[2 * 2 + 1], scores[0 * 2 + 1], 0.0);
+    EXPECT(evaluator.rows_run() == 5);  // clean x 2 segments, a x 2, b x 1
+    EXPECT(throws<InvalidInputError>([&] { evaluator.evaluate({a}, {2}); }));
+    EXPECT(throws<InvalidInputError>([&] { evaluator.evaluate({a, b}, {0}); }));
+  }
+  {
     ScoreEvaluator evaluator(session, linear_problem(ids), policy, nullptr, nullptr);
     EXPECT(throws<InvalidInputError>([&] { occlusion(evaluator, OcclusionParams{1, 3, baseline}); }));
     EXPECT(throws<InvalidInputError>([&] { feature_ablation(evaluator, AblationParams{{INT64_MAX, 0, 0, 0, 0}, 0}); }));

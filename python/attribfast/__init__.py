@@ -5,6 +5,8 @@ from ._runtime import RuntimeInfo, runtime_info
 from .attribution import Attribution
 from .bundle import Bundle
 from .export import ExportTolerance, export_model
+from .faithfulness import Faithfulness
+from .faithfulness.compare import Comparison, compare
 from .int8 import quantize
 from .methods import (
     METHODS,
@@ -37,7 +39,9 @@ __all__ = [
     "Attribution",
     "AttributionModel",
     "Bundle",
+    "Comparison",
     "ExportTolerance",
+    "Faithfulness",
     "FeatureAblation",
     "GradientShap",
     "InputXGradient",
@@ -50,6 +54,7 @@ __all__ = [
     "Saliency",
     "Session",
     "ShapleySampling",
+    "compare",
     "errors",
     "export",
     "export_model",

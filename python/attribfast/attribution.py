@@ -13,7 +13,7 @@ from .errors import InvalidInputError
 from .words import word_groups
 
 RESULT_FORMAT = "attribfast-attribution"
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: faithfulness figures (results without them are still written as 1)
 NORMALIZATIONS = ("maxabs", "l1")
 
 
@@ -34,6 +34,8 @@ class Attribution:
     prefix reuse lowers it, not the rows); 0 where not counted (gradient methods).
     quantization: the bundle's quantization ("dynamic-int8", attribfast.quantize) or "" for none;
     perturbation methods ran its int8 graphs, gradient methods its float32 gradient graph.
+    faithfulness: the figures of model.evaluate / attribute(evaluate=...) as plain values (per target
+    "values", the sampled "curves", "parameters", cost), or None; faithfulness_table() shows them.
     """
 
     matrix: np.ndarray
@@ -58,6 +60,7 @@ class Attribution:
     token_positions: int = 0
     seconds: float = 0.0
     contrasts: tuple[str, ...] | None = None
+    faithfulness: dict | None = None
 
     def __post_init__(self):
         matrix = np.asarray(self.matrix, dtype=np.float32)
@@ -69,6 +72,9 @@ class Attribution:
         # Plain values only, so that to_dict() and save() can write them (a config may hold numpy
         # integers, e.g. seed=np.int64(0)).
         set_(self, "parameters", _plain(dict(self.parameters)))
+        if self.faithfulness is not None:
+            # Through JSON once, so a saved and loaded result holds the very same values (lists).
+            set_(self, "faithfulness", json.loads(json.dumps(_plain(dict(self.faithfulness)))))
         set_(self, "tokens", tuple(str(t) for t in self.tokens))
         set_(self, "targets", tuple(str(t) for t in self.targets))
         if len(self.tokens) != n_tokens:
@@ -118,7 +124,16 @@ class Attribution:
 
         frame = pd.DataFrame(self.matrix, index=list(self.tokens), columns=list(self.targets))
         frame.columns.name = "target" if self.contrasts is None else "target vs contrast"
+        if self.faithfulness is not None:
+            frame.attrs["faithfulness"] = self.faithfulness_table()
         return frame
+
+    def faithfulness_table(self):
+        """The faithfulness figures as a DataFrame: one row per metric, one column per target
+        (attribfast.faithfulness; docs/faithfulness.md). None if the result was not evaluated."""
+        from .faithfulness.table import figures_table
+
+        return None if self.faithfulness is None else figures_table(self.faithfulness, self.targets)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values."""
@@ -139,6 +154,7 @@ class Attribution:
             "token_positions": self.token_positions,
             "seconds": self.seconds,
             "contrasts": None if self.contrasts is None else list(self.contrasts),
+            "faithfulness": self.faithfulness,
         }
         for name in self._ARRAYS[1:]:
             value = getattr(self, name)
@@ -178,6 +194,11 @@ class Attribution:
             "seconds": self.seconds,
             "contrasts": None if self.contrasts is None else list(self.contrasts),
         }
+        if self.faithfulness is not None:
+            # Version 2, so that an older attribfast refuses it with a clear error.
+            meta.update(version=2, faithfulness=self.faithfulness)
+        else:
+            meta["version"] = 1
         arrays = {name: getattr(self, name) for name in self._ARRAYS if getattr(self, name) is not None}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buffer = io.BytesIO()

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from .errors import AttribfastError
+from .faithfulness.command import add_parser as add_compare_parser
+from .faithfulness.command import print_figures
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -111,11 +113,13 @@ def _explain(args: argparse.Namespace) -> int:
         truncate=args.truncate,
         per_token=args.per_token,
         contrast=None if not args.contrast else args.contrast[0] if len(args.contrast) == 1 else args.contrast,
+        evaluate=args.evaluate,
     )
     if args.words:
         result = result.aggregate("word")
     result = result.normalize(args.normalize)
     _print_matrix(result)
+    print_figures(result)
     if args.out:
         import matplotlib
 
@@ -248,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--dpi", type=int, default=150, help="resolution of the heatmap PNG (default: %(default)s)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.add_argument("--evaluate", action="store_true", help="add faithfulness figures (docs/faithfulness.md)")
     explain.set_defaults(run=_explain)
+    add_compare_parser(commands)
 
     from .corpus.command import add_parser as add_corpus_parser
 

@@ -112,6 +112,10 @@ class InputTooLongError(InvalidInputError):
     """The input is longer than the model's maximum length and truncation was not requested."""
 
 
+class ResultMismatchError(InvalidInputError):
+    """A result is evaluated with a model other than the one that computed it (another bundle hash)."""
+
+
 __all__ = [
     name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Warning | Exception)
 ]

@@ -30,6 +30,8 @@ STYLE = """
   border-radius:3px;padding:1px 3px;margin:2px 0;max-width:100%}
 .af-view .af-v{font-size:10px;font-variant-numeric:tabular-nums}
 .af-view .af-special .af-t{font-style:italic;font-size:12px}
+.af-view .af-faith{border-collapse:collapse;font-size:12px;margin:6px 0}
+.af-view .af-faith td,.af-view .af-faith th{border:1px solid #ccc;padding:2px 6px;text-align:right}
 """
 
 
@@ -108,7 +110,26 @@ def render(attribution, *, vmax: float | str | None = None, scale: str = "global
     title = f"{attribution.method} attribution, {len(attribution.tokens)} tokens × {len(attribution.targets)} targets"
     return (
         f'<div class="af-view"><style>{STYLE}</style><p class="af-title">{html.escape(title)}</p>'
-        f"{_legend(colormap, None if scale == 'column' else limits[0])}{''.join(blocks)}</div>"
+        f"{_legend(colormap, None if scale == 'column' else limits[0])}{''.join(blocks)}"
+        f"{_faithfulness(attribution)}</div>"
+    )
+
+
+def _faithfulness(attribution) -> str:
+    """The faithfulness figures (attribfast.faithfulness) as a small table, if the result has them."""
+    if attribution.faithfulness is None:
+        return ""
+    from .faithfulness.table import figure_names
+
+    values = attribution.faithfulness["values"]
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in attribution.targets)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v:.4g}</td>" for v in values[name]) + "</tr>"
+        for name in figure_names(attribution.faithfulness)
+    )
+    return (
+        '<table class="af-faith"><caption>faithfulness (docs/faithfulness.md)</caption>'
+        f"<tr><th>metric</th>{head}</tr>{rows}</table>"
     )
 
 

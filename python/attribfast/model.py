@@ -16,6 +16,8 @@ from .checks import check_target_texts, check_text, optional_count
 from .contrast import apply_contrast, plan_with_contrast
 from .engine import Encoded, Engine, Spec
 from .errors import InputTooLongError, InvalidInputError, TargetError
+from .faithfulness.params import Faithfulness, as_params
+from .faithfulness.run import evaluate_planned, evaluate_result
 from .int8 import quantization, warn_float32_gradients
 from .methods import METHODS, Method, resolve_method
 from .precision import bundle_dtype
@@ -203,6 +205,7 @@ class AttributionModel:
         contrast: str | int | Sequence | None = None,
         reuse_prefix: bool = True,
         pack_targets: bool = True,
+        evaluate=False,
     ) -> Attribution | list[Attribution]:
         """Attributes targets to the input tokens.
 
@@ -231,6 +234,7 @@ class AttributionModel:
             rounding, fewer token positions computed). False runs every row in full.
         pack_targets: causal LMs whose bundle has the packed graphs: perturbation methods score every
             continuation from one row (same results within float rounding). False: a row per continuation.
+        evaluate: True, metric names or an attribfast.Faithfulness: attach faithfulness figures (evaluate()).
         """
         method = resolve_method(method, self.methods)
         if truncate is not None and truncate not in TRUNCATIONS:
@@ -245,8 +249,9 @@ class AttributionModel:
         for flag, value in (("reuse_prefix", reuse_prefix), ("pack_targets", pack_targets)):
             if not isinstance(value, bool):
                 raise InvalidInputError(f"{flag} must be True or False")
+        evaluate = evaluate and as_params(evaluate)
         options = (targets, method, generate, batch_size, progress, seed, truncate, per_token, contrast, reuse_prefix,
-                   pack_targets)
+                   pack_targets, evaluate)
         if isinstance(inputs, str) or _is_id_list(inputs):
             return self._attribute_one(inputs, *options)
         texts = list(inputs)
@@ -268,6 +273,7 @@ class AttributionModel:
         contrast=None,
         reuse_prefix=True,
         pack_targets=True,
+        evaluate=None,
     ) -> Attribution:
         encoded = self._encode(text, truncate)
         if contrast is None:
@@ -282,7 +288,10 @@ class AttributionModel:
             result = method.run(self._engine, encoded, plan, policy, callback, seed)
         finally:
             finish()
-        return self._attribution(encoded, plan, method, result, contrast_plan)
+        attribution = self._attribution(encoded, plan, method, result, contrast_plan)
+        if not evaluate:
+            return attribution
+        return evaluate_planned(self, encoded, plan, attribution, evaluate, progress, reuse_prefix)
 
     def _policy(self, method: Method, batch_size, reuse_prefix: bool):
         policy = _core.BatchPolicy()
@@ -323,6 +332,10 @@ class AttributionModel:
             seconds=result.seconds,
         )
         return Attribution(**(fields if contrast_plan is None else apply_contrast(fields, contrast_plan)))
+
+    def evaluate(self, result: Attribution, metrics=None, targets=None, progress=None, **params) -> Attribution:
+        """The result with faithfulness figures (docs/faithfulness.md); params: attribfast.Faithfulness's."""
+        return evaluate_result(self, result, Faithfulness(metrics=metrics, **params), targets, progress)
 
     def _device_budget(self, session: Session) -> int:
         """Activation bytes a GPU batch may take: the user's budget, else a share of the free device

@@ -146,7 +146,10 @@ class ScoreEvaluator {
   // Scores of the unperturbed input, [n_targets] (run with the first evaluate() if not yet known).
   const std::vector<double>& clean_scores();
   // Scores [variants.size(), n_targets] of variants (each n ids). Each distinct variant is run once.
-  std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants);
+  // segments (empty: all): per variant, the one segment to run it with (-1: all); the columns of
+  // the segments a variant skips are NaN. Faithfulness curves need each variant for one target only.
+  std::vector<double> evaluate(const std::vector<std::vector<int64_t>>& variants,
+                               const std::vector<int64_t>& segments = {});
 
   // evaluate() in two halves, so that a pool runs the rows of many evaluators' requests together:
   // prepare() lists the rows (the variants must outlive the request), the caller runs request.rows
@@ -159,7 +162,7 @@ class ScoreEvaluator {
     std::vector<std::pair<int64_t, int64_t>> unseen;  // (input, segment) a causal model cannot tell from clean
     std::vector<double> unique_scores;
   };
-  Request prepare(const std::vector<std::vector<int64_t>>& variants);
+  Request prepare(const std::vector<std::vector<int64_t>>& variants, const std::vector<int64_t>& segments = {});
   std::vector<double> finish(Request& request);
   // Rows of this evaluator that share batches (pooled sweeps); 0 alone.
   int64_t batch_group() const { return batch_group_; }
