@@ -74,13 +74,30 @@ def test_pooled_rows_run_without_prefix_reuse(bundles, core_calls):
     texts = ["the quick brown fox jumps over", "hello world", "a small model trained on a tiny corpus"]
     targets = [[" the", " lazy"], [" says"], None]
     frame = attribute_corpus(gpt2, texts, targets, method=attribfast.Occlusion())
-    assert core_calls == [3]
+    # The text with two continuations runs packed (packed_score.onnx), in a core call of its own.
+    assert sorted(core_calls) == [1, 2]
     full = [gpt2.attribute(t, targets=w, reuse_prefix=False) for t, w in zip(texts, targets, strict=True)]
     assert_rows_match(frame, full)
     # Prefix reuse gives the same scores up to float rounding.
     for (_, row), text, want in zip(frame.iterrows(), texts, targets, strict=True):
         reused = gpt2.attribute(text, targets=want)
         np.testing.assert_allclose(np.asarray(list(row["matrix"]), np.float32), reused.matrix, atol=1e-4)
+
+
+def test_pooled_packed_rows_equal_unpacked_per_text_results(bundles, core_calls):
+    """Packed rows of texts with different prompt lengths share right-padded batches where their
+    packed suffixes have one width; another width batches apart, in the same core call."""
+    gpt2 = attribfast.load(bundles["gpt2"])
+    texts = ["the quick brown fox jumps over", "hello world", "a small model"]
+    targets = [[" the dog", " a cat"], [" is here", " is it"], [" and a long tail", " x"]]
+    frame = attribute_corpus(gpt2, texts, targets, method=attribfast.Occlusion())
+    assert core_calls == [3]
+    rows = [
+        gpt2.attribute(t, targets=w, reuse_prefix=False, pack_targets=False)
+        for t, w in zip(texts, targets, strict=True)
+    ]
+    for (_, row), want in zip(frame.iterrows(), rows, strict=True):
+        np.testing.assert_allclose(np.asarray(list(row["matrix"]), np.float32), want.matrix, atol=1e-5, rtol=0)
 
 
 def test_pooled_similarity_sweep_equals_one_by_one(minilm_bundle, core_calls):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from attribfast.bundle import MANIFEST
 from attribfast.errors import InvalidInputError
-from attribfast.tasks.packed import OFFSETS, SEGMENTS, pack_continuations, packed_layout
+from attribfast.tasks.packed import OFFSETS, SEGMENTS, local_attention, pack_continuations, packed_layout
 
 PROMPT = "the quick fox"
+LONGER_PROMPT = "the quick brown fox jumps"
 # One token, several, and one longer than the prompt (in tokens).
 TARGETS = [" a", " no it is not", " maybe so", " a very long continuation here"]
 METHODS = [
@@ -92,8 +93,11 @@ def test_bundles_carry_validated_packed_graphs(bundles, family):
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_packed_equals_unpacked(bundles, family, method):
     model = attribfast.load(bundles[family])
+    # batch_size=2 makes small prefix buckets, so the reuse runs read cached prefixes.
     results = {
-        (pack, reuse): model.attribute(PROMPT, targets=TARGETS, method=method, pack_targets=pack, reuse_prefix=reuse)
+        (pack, reuse): model.attribute(
+            LONGER_PROMPT, targets=TARGETS, method=method, pack_targets=pack, reuse_prefix=reuse, batch_size=2
+        )
         for pack in (True, False)
         for reuse in (True, False)
     }
@@ -101,6 +105,7 @@ def test_packed_equals_unpacked(bundles, family, method):
     for result in results.values():
         close(result, unpacked)
     assert results[(True, False)].token_positions < 0.6 * unpacked.token_positions
+    assert results[(True, True)].token_positions < results[(True, False)].token_positions
 
 
 def test_one_continuation_is_not_packed(bundles):
@@ -151,6 +156,34 @@ def test_unpackable_bundle_falls_back(bundles, tmp_path):
     result = model.attribute(PROMPT, targets=TARGETS, method="occlusion")
     reference = attribfast.load(bundles["gpt2"]).attribute(PROMPT, targets=TARGETS, method="occlusion")
     close(result, reference)
+
+
+def test_local_attention_declines_packing():
+    """A 4-D mask replaces transformers' sliding-window masks, so windowed models keep the unpacked plan."""
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    assert local_attention(LlamaConfig(), 64) is None
+    assert local_attention(MistralConfig(sliding_window=4096), 64) is None  # the window covers every row
+    assert "sliding_window = 4" in local_attention(MistralConfig(sliding_window=4), 64)
+    assert local_attention(Qwen2Config(sliding_window=4, use_sliding_window=False), 64) is None
+    assert "sliding_window = 16" in local_attention(Gemma2Config(sliding_window=16), 64)
+
+
+def test_failed_check_drops_the_packed_graphs(hf_dirs, bundles, tmp_path, monkeypatch):
+    """Packed graphs that disagree with the unpacked forward are dropped; the bundle runs unpacked."""
+    from attribfast import export
+
+    failing = {"available": False, "reuse": False, "error": 1.0, "reason": "packed scores differ by 1"}
+    monkeypatch.setattr(export, "validate_packing", lambda *args: failing)
+    bundle = attribfast.export_model(hf_dirs["gpt2"], task="causal-lm", out_dir=tmp_path / "b", prefix_reuse=False)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert manifest["packing"] == failing
+    assert "packed_score" not in manifest["graphs"] and not (bundle / "packed_score.onnx").exists()
+    model = attribfast.load(bundle)
+    assert model._plan_targets(model._encode(PROMPT, None), TARGETS, None).packed is None
+    # The same weights as the session bundle, which runs packed.
+    packed = attribfast.load(bundles["gpt2"]).attribute(PROMPT, targets=TARGETS, method="occlusion")
+    close(model.attribute(PROMPT, targets=TARGETS, method="occlusion"), packed)
 
 
 def test_pack_targets_must_be_a_bool(bundles):

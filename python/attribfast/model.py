@@ -233,7 +233,8 @@ class AttributionModel:
             clean input's key/value cache before their first change (same results within float
             rounding, fewer token positions computed). False runs every row in full.
         pack_targets: causal LMs whose bundle has the packed graphs: perturbation methods score every
-            continuation from one row (same results within float rounding). False: a row per continuation.
+            continuation from one row (same results within float rounding; a Shapley max_evaluations
+            budget counts packed rows). False: a row per continuation.
         evaluate: True, metric names or an attribfast.Faithfulness: attach faithfulness figures (evaluate()).
         """
         method = resolve_method(method, self.methods)

@@ -5,8 +5,8 @@ permutations, and calls with contrast or a progress callback run text by text (s
 
 Causal LMs: pooled rows run without prefix reuse, so their results match per-text calls with
 reuse_prefix=False exactly and those with reuse within float rounding. Texts with several
-continuations run packed (one packed row per variant) where the bundle has the packed graphs, in
-core calls of their own.
+multi-token continuations run packed where the bundle has the packed graphs, in a core call of
+their own (packed_score.onnx); texts whose continuations are single tokens share the forward graph's.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def pooled_attributions(
     for session, members in calls.values():
         problems = [problem for _, problem in members]
         groups = [ready[k][3] for k, _ in members]
-        for (k, _), result in zip(members, _run(method, engine, session, problems, groups, policy, report, seed),
+        for (k, _), result in zip(members, _run(method, engine, problems, groups, policy, report, seed, session),
                                   strict=True):
             results[k] = result
     for (index, encoded, plan, _), result in zip(ready, results, strict=True):
@@ -96,7 +96,7 @@ def _groups(method: Method, engine, encoded):
     return engine.groups(method.groups, encoded)
 
 
-def _run(method: Method, engine, session, problems, groups, policy, progress, seed):
+def _run(method: Method, engine, problems, groups, policy, progress, seed, session):
     baseline = engine.baseline_id(method.baseline)
     if isinstance(method, Occlusion):
         return _core.pooled_occlusion(session, problems, method.window, method.stride, baseline, policy, progress)

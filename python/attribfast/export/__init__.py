@@ -141,27 +141,35 @@ def export_model(
     if task.causal:
         packing_note = {"available": False, "reason": "not requested (packed_targets=False)"}
         if packed_targets:
-            packed, reason = task.packed_graphs(model, score_module, with_reuse=reuse_graphs(extras))
+            packed, reason = task.packed_graphs(model, score_module, reuse_graphs(extras), max_length)
             extras += packed
             extra_args += [extra.example(ids, mask) for extra in packed]
             packing_note = {"available": bool(packed), **({"reason": reason} if reason else {})}
     say("tracing and converting the graphs")
-    example = (ids, mask, targets, extra_args)
-    try:
-        traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
-    except ExportError as e:
-        if not reuse_graphs(extras) and not (packing_note or {}).get("available"):
-            raise
-        # The prefix-reuse and packed graphs are optimisations: a family whose cache path or block
-        # mask does not trace still exports, and attributes without them.
-        say("the prefix-reuse or packed graphs did not trace; exporting without them")
-        why = f"did not trace: {str(e)[:500]}"
-        if reuse_graphs(extras):
-            reuse_note = {"available": False, "reason": "the cache path " + why}
-        packing_note = {"available": False, "reason": "the packed graphs " + why}
-        extras, extra_args = _without_optional(extras, extra_args)
-        traced = trace_joint(task, model, score_module, extras, (ids, mask, targets, extra_args), out, opset,
-                             external, max_length)
+    while True:
+        try:
+            example = (ids, mask, targets, extra_args)
+            traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
+            break
+        except ExportError as e:
+            # The packed and prefix-reuse graphs are optimisations: without them the bundle still
+            # attributes. Retrace without the packed suffix graph, then the packed graph, then reuse.
+            why = f"did not trace: {str(e)[:500]}"
+            names = {extra.name for extra in extras}
+            if PACKED_SUFFIX in names:
+                say("the packed suffix graph did not trace; exporting without it")
+                packing_note = {**packing_note, "reuse": False, "reason": "the packed suffix graph " + why}
+                extras, extra_args = _without_reuse(extras, extra_args, (PACKED_SUFFIX,))
+            elif PACKED in names:
+                say("the packed graph did not trace; exporting without it")
+                packing_note = {"available": False, "reason": "the packed graph " + why}
+                extras, extra_args = _without_reuse(extras, extra_args, (PACKED,))
+            elif reuse_graphs(extras):
+                say("the prefix-reuse graphs did not trace; exporting without them")
+                reuse_note = {"available": False, "reason": "the cache path " + why}
+                extras, extra_args = _without_reuse(extras, extra_args)
+            else:
+                raise
     say("writing " + ", ".join(["forward.onnx", "gradient.onnx", *(f"{e.name}.onnx" for e in extras)]))
     graphs = {
         "forward": (["input_ids", "attention_mask", *task.target_inputs], ["scores"]),
@@ -202,7 +210,7 @@ def export_model(
                     del graphs[name]
             extras, _ = _without_reuse(extras, [()] * len(extras))
     if PACKED in graphs:
-        packing_note = validate_packing(model, out, PACKED_SUFFIX in graphs, tolerance.scores)
+        packing_note = validate_packing(model, out, PACKED_SUFFIX in graphs, tolerance.scores, max_length)
         # Wrong packed graphs must not be used: the bundle keeps the unpacked plan.
         for name in (PACKED, PACKED_SUFFIX):
             if name in graphs and not packing_note["reuse" if name == PACKED_SUFFIX else "available"]:
@@ -262,10 +270,6 @@ def export_model(
 def _without_reuse(extras, extra_args, dropped=(PREFIX, SUFFIX, PACKED_SUFFIX)):
     kept = [k for k, extra in enumerate(extras) if extra.name not in dropped]
     return [extras[k] for k in kept], [extra_args[k] for k in kept]
-
-
-def _without_optional(extras, extra_args):
-    return _without_reuse(extras, extra_args, (PREFIX, SUFFIX, PACKED, PACKED_SUFFIX))
 
 
 def _special_tokens(tokenizer) -> dict:

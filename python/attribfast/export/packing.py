@@ -16,8 +16,16 @@ PIECE_SIZES = ((3, 1, 2, 4), (11, 2))
 PROMPT_LENGTHS = (9, 6)
 
 
-def validate_packing(model, bundle: Path, with_reuse: bool, tolerance: float) -> dict:
-    """The manifest's packing note: available / reuse flags, the largest errors, a reason if not."""
+def validate_packing(model, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
+    """The manifest's packing note: available / reuse flags, the largest errors, a reason if not.
+    A check that cannot run (ONNX Runtime refuses a graph) drops the graphs, never the export."""
+    try:
+        return _validate(model, bundle, with_reuse, tolerance, max_length)
+    except Exception as e:  # noqa: BLE001 - any failure means the optional graphs are not kept
+        return {"available": False, "reuse": False, "reason": f"the packed graphs failed their check: {str(e)[:500]}"}
+
+
+def _validate(model, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
     import onnxruntime
 
     def session(name):
@@ -27,9 +35,11 @@ def validate_packing(model, bundle: Path, with_reuse: bool, tolerance: float) ->
     vocab = model.get_input_embeddings().weight.shape[0]
     forward, packed = session("forward"), session(PACKED)
     worst, cases = 0.0, []
+    # Sizes within the model's positions: prompt + longest continuation <= max_length.
+    lengths = [max(2, min(n, max_length - 2 - k)) for k, n in enumerate(PROMPT_LENGTHS)]
     for sizes in PIECE_SIZES:
-        pieces = [rng.integers(0, vocab, size) for size in sizes]
-        prompts = [rng.integers(0, vocab, n) for n in PROMPT_LENGTHS]
+        pieces = [rng.integers(0, vocab, max(1, min(size, max_length - max(lengths) + 1))) for size in sizes]
+        prompts = [rng.integers(0, vocab, n) for n in lengths]
         expected = [_unpacked(forward, prompt, pieces) for prompt in prompts]
         plans = [pack_continuations(prompt.size, pieces, 0) for prompt in prompts]
         # Two rows of different lengths in one batch: the shorter is right-padded, as the engine does.

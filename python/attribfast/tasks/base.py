@@ -89,7 +89,9 @@ class Task:
     def extra_graphs(self, model, score_module) -> list[ExtraGraph]:
         return []
 
-    def packed_graphs(self, model, score_module, with_reuse: bool) -> tuple[list[ExtraGraph], str | None]:
+    def packed_graphs(
+        self, model, score_module, with_reuse: bool, max_length: int
+    ) -> tuple[list[ExtraGraph], str | None]:
         """Graphs that score several targets from one row (causal LMs), or ([], why not)."""
         return [], f"{self.name} targets are not packed"
 

@@ -83,8 +83,8 @@ class CausalLM(Task):
             )
         ]
 
-    def packed_graphs(self, model, score_module, with_reuse: bool):
-        return packed_graphs(model, score_module, reduce_scores, final_logits, with_reuse)
+    def packed_graphs(self, model, score_module, with_reuse: bool, max_length: int):
+        return packed_graphs(model, score_module, reduce_scores, final_logits, with_reuse, max_length)
 
     def example_targets(self, model, lengths, n_targets, length, generator) -> tuple:
         import torch

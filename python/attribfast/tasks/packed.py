@@ -146,11 +146,33 @@ def packed_layout(attention_mask, offsets, segments, start=0, dtype=None):
     return positions, torch.zeros((), dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def packed_graphs(model, score_module, reduce_scores, final_logits, with_reuse: bool) -> tuple[list, str | None]:
+def local_attention(config, max_length: int) -> str | None:
+    """Why a 4-D mask would change the model's attention, or None. A custom 4-D mask replaces the
+    masks transformers builds, so sliding-window and chunked layers would attend beyond their window
+    in a packed row: those models keep the unpacked plan unless the window covers max_length."""
+    for name in ("sliding_window", "attention_chunk_size"):
+        window = getattr(config, name, None)
+        if window is None or window >= max_length:
+            continue
+        if name == "sliding_window" and getattr(config, "use_sliding_window", True) is False:
+            continue
+        layer_types = getattr(config, "layer_types", None)
+        if name == "sliding_window" and layer_types and all(t == "full_attention" for t in layer_types):
+            continue
+        return f"the model has local attention ({name} = {window} < max_length {max_length})"
+    return None
+
+
+def packed_graphs(
+    model, score_module, reduce_scores, final_logits, with_reuse: bool, max_length: int
+) -> tuple[list, str | None]:
     """([packed_score, packed_suffix_score when with_reuse], None) where the model honours a block
     mask and position ids, else ([], the reason)."""
     import torch
 
+    local = local_attention(model.config, max_length)
+    if local is not None:
+        return [], local
     base, head = score_module.base, score_module.head
     score = score_module.score_kind
     parameters = inspect.signature(base.forward).parameters
