@@ -23,6 +23,7 @@ from pathlib import Path
 from .bundle import MANIFEST, Bundle, sha256_of
 from .errors import BundleError, ExportError, Float32GradientWarning, InvalidInputError, OutputExistsError
 from .precision import EXTERNAL_DATA_BYTES, _external_files, bundle_dtype
+from .tasks.packed import PACKED, PACKED_SUFFIX
 
 METHOD = "dynamic-int8"
 # Graphs that stay fp32: gradients need a differentiable graph.
@@ -82,6 +83,12 @@ def quantize(
         raise ExportError(f"int8 quantization needs the onnx package (pip install attribfast[export]): {e}") from None
     manifest = copy.deepcopy(source.manifest)
     jobs, replaced, kept = [], set(), set()
+    # int8 activation scales span each whole tensor, so a packed row would not score as its
+    # unpacked rows do: the copy keeps the unpacked plan and leaves the packed graphs out.
+    for name in (PACKED, PACKED_SUFFIX):
+        if manifest["graphs"].pop(name, None) is not None:
+            replaced.add(f"{name}.onnx")
+            manifest["packing"] = {"available": False, "reason": "int8 copies keep the unpacked plan"}
     for name, graph in manifest["graphs"].items():
         path = source.path / graph["file"]
         external = _external_files(onnx.load(str(path), load_external_data=False))
