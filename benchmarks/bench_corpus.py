@@ -28,7 +28,7 @@ import statistics
 import time
 
 import numpy as np
-from common import minilm
+from common import median_seconds, minilm
 
 WORDS = (
     "the a small model quick brown fox jumps over lazy dog while attribution tells which tokens matter for "
@@ -51,17 +51,6 @@ def corpus(tokenizer, n_texts: int, seed: int = 0) -> list[str]:
         if 10 <= len(tokenizer.encode(text).ids) <= 40:
             texts.append(text)
     return texts
-
-
-def timed(fn, repeats: int, warmup: int = 1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
 
 
 def main():
@@ -143,7 +132,7 @@ def bench_ray(bundle, texts, targets, repeats):
             raise RuntimeError("the Ray run lost or failed rows")
 
     try:
-        return timed(run, repeats, warmup=0)
+        return median_seconds(run, repeats, warmup=0)
     finally:
         ray.shutdown()
 
@@ -254,7 +243,7 @@ def bench_captum(task, texts, expected, repeats):
 
     for got, want in zip(run(), expected, strict=True):
         assert np.abs(got - want.matrix[:, 0]).max() < 1e-4, np.abs(got - want.matrix[:, 0]).max()
-    return timed(run, repeats, warmup=0)
+    return median_seconds(run, repeats, warmup=0)
 
 
 def bench_shap(task, texts, repeats):
@@ -272,7 +261,7 @@ def bench_shap(task, texts, repeats):
         for text, budget in zip(texts, budgets, strict=True):
             explainer([text], max_evals=budget, batch_size=64, silent=True)
 
-    return timed(run, repeats, warmup=0)
+    return median_seconds(run, repeats, warmup=0)
 
 
 if __name__ == "__main__":

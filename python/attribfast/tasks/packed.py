@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import ExtraGraph
-from .prefix import EXAMPLE_PREFIX, PAST, unstack_cache
+from .prefix import EXAMPLE_PREFIX, PAST, cache_layout, unstack_cache
 
 PACKED = "packed_score"
 PACKED_SUFFIX = "packed_suffix_score"
@@ -209,7 +209,7 @@ def packed_graphs(
             validated=False,
         )
     ]
-    layout = _cache_layout(model, base, cache_name) if with_reuse else None
+    layout = cache_layout(model, base, cache_name) if with_reuse else None
     if layout is None:
         return graphs, None
 
@@ -263,22 +263,6 @@ def example_packing(ids, mask):
     offsets = torch.tensor([0, 1, 0, 1][:width]).expand(ids.shape[0], width).contiguous()
     segments = torch.tensor([1, 1, 2, 2][:width]).expand(ids.shape[0], width).contiguous()
     return offsets, segments
-
-
-def _cache_layout(model, base, cache_name):
-    import torch
-    from transformers import DynamicCache
-
-    try:
-        with torch.no_grad():
-            probe = model.get_input_embeddings()(torch.zeros(1, 2, dtype=torch.long))
-            cache = base(inputs_embeds=probe, use_cache=True, **{cache_name: DynamicCache()})[cache_name]
-        keys = [layer.keys for layer in cache.layers]
-    except Exception:
-        return None
-    if not keys or any(k is None or k.ndim != 4 or k.shape != keys[0].shape for k in keys):
-        return None
-    return (2 * len(keys), keys[0].shape[1], keys[0].shape[3])
 
 
 def _probe(model, score_module, packed) -> str | None:

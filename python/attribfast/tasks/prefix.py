@@ -57,6 +57,24 @@ def unstack_cache(past, layout: tuple, batch):
     )
 
 
+def cache_layout(model, base, cache_name: str):
+    """(2 * layers, kv_heads, head_dim) of the model's key/value cache, or None where there is no
+    cache to reuse or its layers differ in shape (one flat past cannot hold them)."""
+    import torch
+    from transformers import DynamicCache
+
+    try:
+        with torch.no_grad():
+            probe = model.get_input_embeddings()(torch.zeros(1, 2, dtype=torch.long))
+            cache = base(inputs_embeds=probe, use_cache=True, **{cache_name: DynamicCache()})[cache_name]
+        keys = [layer.keys for layer in cache.layers]
+    except Exception:
+        return None
+    if not keys or any(k is None or k.ndim != 4 or k.shape != keys[0].shape for k in keys):
+        return None
+    return (2 * len(keys), keys[0].shape[1], keys[0].shape[3])
+
+
 def prefix_graphs(model, score_module, reduce_scores, final_logits) -> list[ExtraGraph]:
     """The two graphs, as extra graphs of the joint trace."""
     import torch
@@ -70,16 +88,9 @@ def prefix_graphs(model, score_module, reduce_scores, final_logits) -> list[Extr
     cache_name = "cache" if "cache" in parameters else "past_key_values"
     takes_positions = "position_ids" in parameters
 
-    try:
-        with torch.no_grad():
-            probe = model.get_input_embeddings()(torch.zeros(1, 2, dtype=torch.long))
-            cache = base(inputs_embeds=probe, use_cache=True, **{cache_name: DynamicCache()})[cache_name]
-        keys = [layer.keys for layer in cache.layers]
-    except Exception:
-        return []  # no key/value cache to reuse: the bundle attributes without reuse
-    if not keys or any(k is None or k.ndim != 4 or k.shape != keys[0].shape for k in keys):
-        return []  # e.g. layers of different shapes, which one flat past cannot hold
-    layout = (2 * len(keys), keys[0].shape[1], keys[0].shape[3])
+    layout = cache_layout(model, base, cache_name)
+    if layout is None:
+        return []  # the bundle attributes without reuse
 
     def run(inputs_embeds, attention_mask, cache, positions=None):
         kwargs = {cache_name: cache}
