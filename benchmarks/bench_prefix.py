@@ -9,6 +9,9 @@ attribfast with prefix reuse (the default), attribfast with reuse_prefix=False, 
 rows through forward.onnx at its best batch size. Timings are medians of --repeats runs in one
 process; every contender's matrix is checked against the no-reuse one first. Token positions: what
 each attribfast run computed (batch x padded length of every model run, the prefix run included).
+--device cuda runs attribfast on ONNX Runtime's CUDA provider and Captum on the same GPU (fp32, TF32
+off, sdpa attention, perturbations_per_eval 32 / 64 / 128); the onnxruntime floor is CPU-only and is
+left out there.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def prompt(tokenizer, n: int) -> list[int]:
     return ids[:n]
 
 
-def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, captum_repeats: int):
+def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, captum_repeats: int, device: str):
     import torch
     from captum.attr import Occlusion
     from reference_scores import causal_target_only
@@ -79,20 +82,28 @@ def bench_length(model, hf, bundle, n: int, targets: list[str], repeats: int, ca
 
     baseline = model._baseline_id(None)
     pieces = [tokenizer.encode(t, add_special_tokens=False).ids for t in targets]
-    ids_t = torch.tensor([ids])
+    ids_t = torch.tensor([ids], device=device)
 
     def captum(ppe):
-        return lambda: [
-            Occlusion(causal_target_only(hf, c)).attribute(
-                ids_t, sliding_window_shapes=(1,), baselines=baseline, perturbations_per_eval=ppe
-            )
-            for c in pieces
-        ]
+        def run():
+            result = [
+                Occlusion(causal_target_only(hf, c)).attribute(
+                    ids_t, sliding_window_shapes=(1,), baselines=baseline, perturbations_per_eval=ppe
+                )
+                for c in pieces
+            ]
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return result
 
-    captum_matrix = np.stack([m[0].numpy() for m in captum(32)()], 1)
+        return run
+
+    captum_matrix = np.stack([m[0].cpu().numpy() for m in captum(32)()], 1)
     captum_difference = float(np.abs(captum_matrix - full.matrix).max())
-    best = best_of((16, 32), captum, captum_repeats)
+    best = best_of((16, 32) if device == "cpu" else (32, 64, 128), captum, captum_repeats)
     rows.append((f"Captum best-tuned (target-only, perturbations_per_eval={best[2]})", best[0], best[1], None))
+    if device != "cpu":
+        return rows, difference, captum_difference, full.evaluations
 
     seq = n + 4
 
@@ -117,6 +128,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--captum-repeats", type=int, default=3)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 2)
     model_dir = gpt2_bench_model(positions=256)  # room for 240 + 5 tokens
@@ -125,12 +137,16 @@ def main():
         attribfast.export_model(model_dir, task="causal-lm", out_dir=bundle, overwrite=True)
     sizes = {f.name: f.stat().st_size for f in sorted(bundle.iterdir())}
     print("bundle files (bytes):", sizes)
-    model = attribfast.load(bundle)
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    model = attribfast.load(bundle, providers=(args.device,))
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # as attribfast's CUDA sessions
+        print(attribfast.runtime_info(), f"torch {torch.__version__}", torch.cuda.get_device_name())
+    attention = "eager" if args.device == "cpu" else "sdpa"
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attention).eval().to(args.device)
     targets = continuations(model._spec.tokenizer)
     for n in args.lengths:
         rows, difference, captum_difference, evaluations = bench_length(
-            model, hf, bundle, n, targets, args.repeats, args.captum_repeats
+            model, hf, bundle, n, targets, args.repeats, args.captum_repeats, args.device
         )
         print(f"\n### Occlusion, window 1: {n}-token prompt, 5 continuations of 5 tokens ({evaluations} rows)\n")
         print(f"max |(reuse, packed) - neither| = {difference:.2e}; ", end="")

@@ -4,7 +4,8 @@
 # provider (xz, split: cuda.xz.part*), libonnxruntime_providers_shared.so and the captum wheel,
 # carried there in parts under the transfer limit. It assembles the libraries, points the loader at
 # the CUDA 13 libraries of the machine's torch (the nvidia-* wheels), installs captum and builds
-# attribfast with the machine's own python3, cmake and pybind11.
+# attribfast with the machine's own python3, cmake and pybind11; with ATTRIBFAST_PREBUILT_CORE (a
+# _core built for that python elsewhere) it runs the working tree's package with that core instead.
 PARTS=${1:-/tmp/ortparts}
 ORT=/tmp/ort
 if [ ! -s "$ORT/libonnxruntime_providers_cuda.so" ]; then
@@ -23,4 +24,9 @@ export LD_LIBRARY_PATH
 export ATTRIBFAST_ORT_LIBRARY=$ORT/libonnxruntime.so.1.31.1
 python3 -m pip install -q --no-index --no-deps --target /tmp/site "$PARTS"/captum-*.whl 2>&1 | grep -v WARNING
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-python3 -m pip install -q --no-deps --no-build-isolation . 2>&1 | grep -v WARNING
+if [ -n "${ATTRIBFAST_PREBUILT_CORE:-}" ]; then
+  cp "$ATTRIBFAST_PREBUILT_CORE" python/attribfast/
+  export PYTHONPATH=$PWD/python:$PYTHONPATH
+else
+  python3 -m pip install -q --no-deps --no-build-isolation . 2>&1 | grep -v WARNING
+fi
