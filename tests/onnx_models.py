@@ -181,17 +181,17 @@ def slow_model(width: int = 512, depth: int = 48) -> bytes:
     return _model(nodes, inputs, outputs, inits)
 
 
-def memory_hungry_model(base: float = 4096.0, most: int = 3) -> bytes:
+def memory_hungry_model(fails_from: int = 3) -> bytes:
     """ids int64 [batch, seq] -> scores [batch, 1] = sum of the ids. On the side it allocates
-    base**min(batch, most) floats (then sums them to 0): with the defaults a batch of 3 or more rows
-    asks for 256 GB and fails to allocate; smaller batches take at most 64 MB."""
+    floats (then sums them to 0): 1,024 for batches below `fails_from` rows, else 2**48 (1 PiB).
+    That is beyond any process's address space, so the allocation fails on every machine, whatever
+    its memory or overcommit policy (a size that merely exceeds RAM can be granted and then touched,
+    and the kernel kills the process: seen on a GPU machine with 128 GB)."""
     zero = helper.make_tensor("v", TensorProto.FLOAT, [1], [0])
     nodes = [
         helper.make_node("Shape", ["ids"], ["batch"], end=1),
-        helper.make_node("Min", ["batch", "most"], ["exponent"]),
-        helper.make_node("Cast", ["exponent"], ["batch_f"], to=TensorProto.FLOAT),
-        helper.make_node("Pow", ["base", "batch_f"], ["count_f"]),
-        helper.make_node("Cast", ["count_f"], ["count"], to=TensorProto.INT64),
+        helper.make_node("Less", ["batch", "fails_from"], ["fits"]),
+        helper.make_node("Where", ["fits", "small", "huge"], ["count"]),
         helper.make_node("ConstantOfShape", ["count"], ["big"], value=zero),
         helper.make_node("ReduceSum", ["big"], ["zero"], keepdims=1),
         helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
@@ -199,8 +199,9 @@ def memory_hungry_model(base: float = 4096.0, most: int = 3) -> bytes:
         helper.make_node("Add", ["total", "zero"], ["scores"]),
     ]
     inits = [
-        numpy_helper.from_array(np.array([base], np.float32), "base"),
-        numpy_helper.from_array(np.array([most], np.int64), "most"),
+        numpy_helper.from_array(np.array([fails_from], np.int64), "fails_from"),
+        numpy_helper.from_array(np.array([1024], np.int64), "small"),
+        numpy_helper.from_array(np.array([2**48], np.int64), "huge"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
     ]
     return _model(

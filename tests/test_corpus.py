@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from attribfast._runtime import default_providers
 from attribfast.corpus import RESULT_COLUMNS, attribute_corpus, to_attribution
 from attribfast.corpus.sweep import per_text_targets
 from attribfast.demo import shipped_bundle
@@ -38,6 +39,11 @@ def one_by_one(model, texts, targets, method):
     return out
 
 
+# A pooled batch mixes rows of several texts; CPU kernels give each row the same sums in any batch
+# to 1e-6, CUDA's batch-shaped kernels to ~2e-6 (seen on an H200), hence 1e-5 there.
+ROW_TOLERANCE = 1e-5 if "cuda" in default_providers() else 1e-6
+
+
 def assert_rows_match(frame, expected):
     assert len(frame) == len(expected)
     for (_, row), want in zip(frame.iterrows(), expected, strict=True):
@@ -48,8 +54,8 @@ def assert_rows_match(frame, expected):
         assert row["error"] == ""
         got = to_attribution(row)
         assert got.tokens == want.tokens and got.targets == want.targets
-        np.testing.assert_allclose(got.matrix, want.matrix, atol=1e-6, rtol=0)
-        np.testing.assert_allclose(got.target_scores, want.target_scores, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got.matrix, want.matrix, atol=ROW_TOLERANCE, rtol=0)
+        np.testing.assert_allclose(got.target_scores, want.target_scores, atol=ROW_TOLERANCE, rtol=0)
 
 
 def test_targets_are_one_spec_for_all_or_aligned_with_the_texts():

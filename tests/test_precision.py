@@ -118,3 +118,40 @@ def test_conversion_does_not_load_onnxruntimes_python_module(bundles, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fills_without_a_value_get_the_float32_default_before_conversion():
+    # ONNX Runtime's converter up to 1.30 typed such a node's output fp16 and the graph no longer
+    # loaded (gradient graphs exported with torch 2.11, on a GPU machine); this image's converter
+    # copes either way, so the pass itself is checked, subgraphs included.
+    from attribfast.precision import _explicit_fill_values
+    from onnx import TensorProto, helper, numpy_helper
+
+    def fill(name):
+        return helper.make_node("ConstantOfShape", ["shape"], [name])
+
+    then = helper.make_graph([fill("inner")], "then", [], [helper.make_tensor_value_info("inner", 1, None)])
+    branch = helper.make_node("If", ["cond"], ["picked"], then_branch=then, else_branch=then)
+    graph = helper.make_graph(
+        [fill("outer"), branch, helper.make_node("ConstantOfShape", ["shape"], ["ones"], value=numpy_helper.from_array(
+            np.array([1], np.int64), "value"))],
+        "g",
+        [helper.make_tensor_value_info("shape", TensorProto.INT64, [1]),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("outer", "picked")],
+    )
+    _explicit_fill_values(onnx, graph)
+    nodes = [graph.node[0], graph.node[1].attribute[0].g.node[0], graph.node[1].attribute[1].g.node[0]]
+    for node in nodes:
+        (value,) = [a.t for a in node.attribute if a.name == "value"]
+        assert value.data_type == TensorProto.FLOAT and numpy_helper.to_array(value).tolist() == [0.0]
+    kept = numpy_helper.to_array(graph.node[2].attribute[0].t)  # an explicit value is left alone
+    assert kept.dtype == np.int64 and kept.tolist() == [1]
+
+
+def test_fp16_graphs_have_no_fill_without_a_value(half_bundles):
+    for bundle in half_bundles.values():
+        for path in bundle.glob("*.onnx"):
+            for node in onnx.load(str(path), load_external_data=False).graph.node:
+                if node.op_type == "ConstantOfShape":
+                    assert any(a.name == "value" for a in node.attribute), (path.name, node.name)

@@ -91,6 +91,7 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
         graph_files.update(_external_files(model))
         onnx.load_external_data_for_model(model, str(source.path))
         graph_files.add(graph["file"])
+        _explicit_fill_values(onnx, model.graph)
         half = convert_float_to_float16(
             model,
             keep_io_types=True,
@@ -155,6 +156,23 @@ def score_head_nodes(model) -> list[str]:
             to_scores.add(node.name)
             upstream.update(node.input)
     return sorted(from_targets & to_scores)
+
+
+def _explicit_fill_values(onnx, graph) -> None:
+    """Gives every ConstantOfShape without a `value` its default (float32 zero) explicitly.
+
+    Without one, the node's output is float32 by the ONNX default, yet ONNX Runtime's converter up to
+    1.30 types that output fp16 without a value to match, and the graph no longer loads ("Type
+    (tensor(float16)) of output arg ... does not match expected type (tensor(float))", seen in
+    gradient graphs on a GPU machine). An explicit value is converted with its output."""
+    for node in graph.node:
+        if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx"):
+            if not any(attribute.name == "value" for attribute in node.attribute):
+                zero = onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [0.0])
+                node.attribute.append(onnx.helper.make_attribute("value", zero))
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                _explicit_fill_values(onnx, subgraph)
 
 
 def _skip_half_round_trips(model) -> None:
