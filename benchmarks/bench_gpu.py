@@ -112,21 +112,20 @@ def relative(a, b) -> float:
 METHODS = ("occlusion", "integrated gradients")
 
 
-def attribfast_part(name: str, repeats: int, device: str, batch_size: int | None) -> dict:
-    """attribfast fp32 and fp16: medians and matrices per method."""
+def attribfast_part(name: str, repeats: int, device: str, batch_size: int | None, dtype: str) -> dict:
+    """attribfast with the fp32 bundle or its fp16 copy: medians and matrices per method."""
     import attribfast
 
     model_dir = make_model(name)
     fp32_dir, fp16_dir, export_s, export_mb, convert_s = bundles(name, model_dir)
-    fp32 = attribfast.load(fp32_dir, providers=(device,))
-    fp16 = attribfast.load(fp16_dir, providers=(device,))
-    ids = prompt_ids(fp32._spec.tokenizer, PROMPT_TOKENS if device == "cuda" else 32)
-    out = {"export": (export_s, export_mb, convert_s), "memory": fp32.session("forward").device_memory()}
+    loaded = attribfast.load(fp32_dir if dtype == "fp32" else fp16_dir, providers=(device,))
+    ids = prompt_ids(loaded._spec.tokenizer, PROMPT_TOKENS if device == "cuda" else 32)
+    out = {"export": (export_s, export_mb, convert_s)}
     for label, method in zip(METHODS, ("occlusion", attribfast.IntegratedGradients(n_steps=N_STEPS)), strict=True):
-        for tag, loaded in (("fp32", fp32), ("fp16", fp16)):
-            result = loaded.attribute(ids, CONTINUATIONS, method, batch_size=batch_size)
-            run = lambda m=loaded, k=method: m.attribute(ids, CONTINUATIONS, k, batch_size=batch_size)  # noqa: E731
-            out[label, tag] = (*median_seconds(run, repeats), result.matrix, result.evaluations, len(ids))
+        result = loaded.attribute(ids, CONTINUATIONS, method, batch_size=batch_size)
+        run = lambda k=method: loaded.attribute(ids, CONTINUATIONS, k, batch_size=batch_size)  # noqa: E731
+        out[label] = (*median_seconds(run, repeats), result.matrix, result.evaluations, len(ids))
+    out["memory"] = loaded.session("forward").device_memory()
     return out
 
 
@@ -195,7 +194,9 @@ def captum_part(name: str, repeats: int, device: str) -> dict:
 
 def bench(name: str, repeats: int, device: str, batch_size: int | None = None) -> None:
     """Each side in its own process: torch's CUDA context and ONNX Runtime's stay apart (one
-    process holding both crashed ORT's CUDA provider in our runs), and neither warms the other."""
+    process holding both crashed ORT's CUDA provider in our runs), and neither warms the other.
+    fp32 and fp16 run apart too: each model's sessions keep their arenas, and a second model's
+    sessions in the same process could not get a cuBLAS handle on an H200 (docs/benchmarks.md)."""
     import pickle
     import subprocess
     import sys
@@ -203,36 +204,46 @@ def bench(name: str, repeats: int, device: str, batch_size: int | None = None) -
 
     parts = {}
     with tempfile.TemporaryDirectory() as folder:
-        for part in ("attribfast", "captum"):
+        for part in ("fp32", "fp16", "captum"):
             path = f"{folder}/{part}.pkl"
             command = [sys.executable, __file__, "--part", part, "--name", name, "--device", device]
             command += ["--repeats", str(repeats), "--out", path]
             if batch_size:
                 command += ["--batch-size", str(batch_size)]
-            subprocess.run(command, check=True)
-            with open(path, "rb") as f:
-                parts[part] = pickle.load(f)
-    ours, captum = parts["attribfast"], parts["captum"]
+            if subprocess.run(command).returncode == 0:
+                with open(path, "rb") as f:
+                    parts[part] = pickle.load(f)
+            else:
+                print(f"{part}: failed (its output is above); its rows are left out", flush=True)
+    captum = parts.get("captum", {})
     for label in METHODS:
-        median32, times32, matrix32, evaluations, n_tokens = ours[label, "fp32"]
-        median16, times16, matrix16, _, _ = ours[label, "fp16"]
-        median, times, best, reference = captum[label]
-        knob = "perturbations_per_eval" if label == "occlusion" else "internal_batch_size"
-        rows = [
-            ("attribfast fp32", median32, times32),
-            ("attribfast fp16", median16, times16),
-            (f"Captum fp32, best-tuned ({knob}={best})", median, times),
-        ]
-        print(f"\n### {label}: {name}, {n_tokens}-token prompt, 5 continuations ({evaluations} rows)\n")
-        print(table(rows, "attribfast fp32"))
-        print(
-            f"\nmax |attribfast fp32 - Captum| = {np.abs(matrix32 - reference).max():.3g} "
-            f"(relative {relative(matrix32, reference):.3g}); "
-            f"fp16 vs fp32 relative (max |diff| / max |fp32|) = {relative(matrix16, matrix32):.3g}"
-        )
-    export_s, export_mb, convert_s = ours["export"]
-    print(f"\nexport: {export_s} s, peak RSS {export_mb} MB; fp16 conversion {convert_s:.1f} s")
-    print(f"device memory free/total after the runs: {ours['memory']}")
+        rows, matrices, n_tokens, evaluations = [], {}, None, None
+        for tag in ("fp32", "fp16"):
+            if tag in parts:
+                median, times, matrices[tag], evaluations, n_tokens = parts[tag][label]
+                rows.append((f"attribfast {tag}", median, times))
+        if label in captum:
+            median, times, best, matrices["captum"] = captum[label]
+            knob = "perturbations_per_eval" if label == "occlusion" else "internal_batch_size"
+            rows.append((f"Captum fp32, best-tuned ({knob}={best})", median, times))
+        if not rows:
+            continue
+        heading = f"{label}: {name}, {n_tokens or PROMPT_TOKENS}-token prompt, 5 continuations ({evaluations} rows)"
+        print(f"\n### {heading}\n")
+        print(table(rows, rows[0][0]))
+        if "fp32" in matrices and "captum" in matrices:
+            reference = matrices["captum"]
+            print(f"\nmax |attribfast fp32 - Captum| = {np.abs(matrices['fp32'] - reference).max():.3g} "
+                  f"(relative {relative(matrices['fp32'], reference):.3g})")
+        if "fp32" in matrices and "fp16" in matrices:
+            fp16_error = relative(matrices["fp16"], matrices["fp32"])
+            print(f"fp16 vs fp32 relative (max |diff| / max |fp32|) = {fp16_error:.3g}")
+    ran = [tag for tag in ("fp32", "fp16") if tag in parts]
+    if ran:
+        export_s, export_mb, convert_s = parts[ran[0]]["export"]
+        print(f"\nexport: {export_s} s, peak RSS {export_mb} MB; fp16 conversion {convert_s:.1f} s")
+    for tag in ran:
+        print(f"device memory free/total after the {tag} runs: {parts[tag]['memory']}")
 
 
 def main():
@@ -241,7 +252,7 @@ def main():
     parser.add_argument("--only", choices=("gpt2-small", "qwen2-0.5b", "gpt2-4x256"))
     parser.add_argument("--batch-size", type=int, help="attribfast's rows per run (default: from device memory)")
     parser.add_argument("--smoke", action="store_true", help="a 2-layer model on the CPU: checks the script")
-    parser.add_argument("--part", choices=("attribfast", "captum"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=("fp32", "fp16", "captum"), help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--device", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -249,8 +260,8 @@ def main():
     if args.part:
         import pickle
 
-        if args.part == "attribfast":
-            result = attribfast_part(args.name, args.repeats, args.device, args.batch_size)
+        if args.part in ("fp32", "fp16"):
+            result = attribfast_part(args.name, args.repeats, args.device, args.batch_size, args.part)
         else:
             result = captum_part(args.name, args.repeats, args.device)
         with open(args.out, "wb") as f:
