@@ -65,8 +65,13 @@ def test_gpu_batches_are_budgeted_from_free_device_memory(bundles):
     model = attribfast.load(bundles["gpt2"], providers=("cpu",))
     gpu = _FakeGpuSession((8 << 30, 80 << 30))
     assert model._device_budget(gpu) == int((8 << 30) * DEVICE_MEMORY_SHARE)
-    assert model._device_budget(_FakeGpuSession((1, 2))) == int((8 << 30) * DEVICE_MEMORY_SHARE)  # read once
+    assert model._device_budget(gpu) == int((8 << 30) * DEVICE_MEMORY_SHARE)  # read once per session
     assert gpu.asked == 1
+    # A second session takes its share of what the first one's arena left free, not the same budget
+    # again: sessions keep their arenas, and equal budgets let them hold more than the device has.
+    later = _FakeGpuSession((2 << 30, 80 << 30))
+    assert model._device_budget(later) == int((2 << 30) * DEVICE_MEMORY_SHARE)
+    assert model._device_budget(_FakeGpuSession((1, 2))) == 1 << 26  # never below 64 MiB
     given = attribfast.load(bundles["gpt2"], providers=("cpu",), memory_budget=123 << 20)
     assert given._device_budget(_FakeGpuSession((8 << 30, 80 << 30))) == 123 << 20
     unknown = attribfast.load(bundles["gpt2"], providers=("cpu",))
@@ -131,7 +136,8 @@ def test_cuda_batches_follow_device_memory(bundles):
     result = model.attribute(TEXT, targets=[" is"], method="occlusion")
     assert np.isfinite(result.matrix).all()
     free, _ = model.session("forward").device_memory()
-    assert model._device_budget_bytes is not None and model._device_budget_bytes <= free
+    budgets = list(model._device_budgets.values())
+    assert budgets and all(budget <= free for budget in budgets)
 
 
 @needs_cuda

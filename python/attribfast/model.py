@@ -26,8 +26,8 @@ from .tasks import get_task
 from .words import tokenizer_word_ids
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
-# On a GPU, batches may take this share of the device memory free at the first attribution (ORT's
-# arena and the weights need the rest).
+# On a GPU, each session's batches may take this share of the device memory free when it first runs
+# (ORT's arenas and the weights need the rest).
 DEVICE_MEMORY_SHARE = 0.5
 TRUNCATIONS = ("left", "right")
 VISIBLE_SPACE = "\u2423"  # ␣
@@ -114,7 +114,7 @@ class AttributionModel:
         self._task = get_task(spec.task)
         self._memory_budget_given = memory_budget is not None
         self._memory_budget = memory_budget or DEFAULT_MEMORY_BUDGET
-        self._device_budget_bytes: int | None = None
+        self._device_budgets: dict[int, int] = {}  # id(session) -> bytes
         self._engine = Engine(spec, providers[0], threads, device_id)
 
     @classmethod
@@ -339,15 +339,18 @@ class AttributionModel:
         return evaluate_result(self, result, Faithfulness(metrics=metrics, **params), targets, progress)
 
     def _device_budget(self, session: Session) -> int:
-        """Activation bytes a GPU batch may take: the user's budget, else a share of the free device
-        memory, read once (later reads would see ORT's own arena as used)."""
+        """Activation bytes a GPU batch may take: the user's budget, else a share of the device memory
+        free when this session first runs, read once per session (later reads would see its own arena
+        as used). Each session keeps its arena, so each takes a share of what the earlier ones left:
+        one budget for all of a model's sessions let them hold the whole device between them, and the
+        next session on an H200 could not even get a cuBLAS handle."""
         if self._memory_budget_given:
             return self._memory_budget
-        if self._device_budget_bytes is None:
+        if id(session) not in self._device_budgets:
             memory = session.device_memory()
             free = memory[0] if memory else DEFAULT_MEMORY_BUDGET / DEVICE_MEMORY_SHARE
-            self._device_budget_bytes = max(int(free * DEVICE_MEMORY_SHARE), 1 << 26)
-        return self._device_budget_bytes
+            self._device_budgets[id(session)] = max(int(free * DEVICE_MEMORY_SHARE), 1 << 26)
+        return self._device_budgets[id(session)]
 
     def _plan_targets(self, encoded: Encoded, targets, generate, per_token=False):
         if isinstance(targets, Mapping):
