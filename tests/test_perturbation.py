@@ -197,7 +197,8 @@ def test_bring_your_own_onnx_model_exact_values(tmp_path):
     path.write_bytes(linear_score_model(table))
     model = attribfast.AttributionModel.from_onnx(path, labels=["w", "x", "y", "z"], pad_id=0)
     ids = [3, 7, 7, 1, 11]
-    assert set(model.methods) == {"occlusion", "feature_ablation", "shapley_sampling", "kernel_shap", "lime"}
+    assert set(model.methods) == {"occlusion", "feature_ablation", "shapley_sampling", "kernel_shap", "lime",
+                                  "hierarchical"}
     expected = table[ids][:, [3, 0]] - table[0][[3, 0]]
     for method in ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap", "lime"):
         result = model.attribute(ids, targets=["z", 0], method=method)

@@ -78,7 +78,10 @@ int64_t choose_suffix_batch_size(const BatchPolicy& policy, int64_t seq_len, int
   const int64_t total = std::max<int64_t>(past_len + seq_len, 1);
   const int64_t per_token = 4 * (16 * policy.hidden_size + 2 * policy.num_heads * total);
   const int64_t per_row = std::max<int64_t>(1, per_token * std::max<int64_t>(seq_len, 1) + 4 * cache_width * total);
-  rows = std::min(rows, policy.memory_budget / per_row);
+  // The clean cache the rows share stays resident beside the batch: one float32 row per position
+  // (past + seq bounds the input's positions).
+  const int64_t left = std::max<int64_t>(policy.memory_budget - 4 * cache_width * total, 0);
+  rows = std::min(rows, left / per_row);
   return std::max<int64_t>(rows, 1);
 }
 

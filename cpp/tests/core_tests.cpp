@@ -206,6 +206,18 @@ void test_prefix_groups() {
   EXPECT(wide < narrow);
   EXPECT(wide >= 1);
   EXPECT(narrow <= choose_batch_size(policy, 16));
+  // By hand: 16 new tokens over 200 past positions, a cache 100 floats wide. A row takes its
+  // activations plus its expanded cache; the shared clean cache (216 x 100 floats) comes off first.
+  policy.hidden_size = 8;
+  policy.num_heads = 2;
+  const int64_t total = 216, per_row = 4 * (16 * 8 + 2 * 2 * total) * 16 + 4 * 100 * total;
+  const int64_t resident = 4 * 100 * total;
+  policy.memory_budget = resident + 5 * per_row;
+  EXPECT(choose_suffix_batch_size(policy, 16, 200, 100) == 5);
+  policy.memory_budget = resident + 5 * per_row - 1;
+  EXPECT(choose_suffix_batch_size(policy, 16, 200, 100) == 4);
+  policy.memory_budget = resident / 2;  // not even the cache fits: one row at a time, never zero
+  EXPECT(choose_suffix_batch_size(policy, 16, 200, 100) == 1);
   policy.batch_size = 3;  // an explicit batch size wins
   EXPECT(choose_suffix_batch_size(policy, 16, 200, 1 << 14) == 3);
 }

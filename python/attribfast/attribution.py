@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import InvalidInputError
+from .spans import LEVELS, level_groups, span_label
 from .words import word_groups
 
 RESULT_FORMAT = "attribfast-attribution"
@@ -249,14 +250,19 @@ class Attribution:
         """Sums subword rows into words: the tokenizer's words (its pre-tokenizer's, so punctuation
         and text without spaces split as the tokenizer splits them), or chunks between whitespace
         where the result has no word ids (attribfast.words). Special tokens stay alone.
+        level "sentence", "line" or "paragraph" sums them into those spans (attribfast.spans), each
+        row labelled by its text (shortened past 40 characters).
 
         Standard errors are combined as if independent (root of the sum of squares).
         """
-        if level != "word":
-            raise InvalidInputError(f"aggregate supports 'word', got {level!r}")
+        if level != "word" and level not in LEVELS:
+            raise InvalidInputError(f"aggregate supports 'word', {', '.join(map(repr, LEVELS))}, got {level!r}")
         if self.offsets is None:
-            raise InvalidInputError("word aggregation needs token offsets")
-        groups = word_groups(self.text, self.offsets, self.special, self.word_ids)
+            raise InvalidInputError(f"{level} aggregation needs token offsets")
+        if level == "word":
+            groups = word_groups(self.text, self.offsets, self.special, self.word_ids)
+        else:
+            groups = level_groups(level, self.text, self.offsets, self.special)
         n_words = max(groups) + 1
         matrix = np.zeros((n_words, self.matrix.shape[1]), np.float64)
         squares = np.zeros_like(matrix)
@@ -276,7 +282,8 @@ class Attribution:
             ends[group] = max(ends[group], end)
         for group in range(n_words):
             if not labels[group]:
-                labels[group] = self.text[starts[group] : ends[group]].strip()
+                span = self.text[starts[group] : ends[group]]
+                labels[group] = span.strip() if level == "word" else span_label(span)
         starts[starts == np.iinfo(np.int64).max] = 0
         return replace(
             self,
@@ -287,7 +294,7 @@ class Attribution:
             offsets=np.stack([starts, ends], axis=1),
             special=special,
             standard_errors=None if self.standard_errors is None else np.sqrt(squares).astype(np.float32),
-            parameters={**self.parameters, "aggregated": "word"},
+            parameters={**self.parameters, "aggregated": level},
         )
 
     def contrast(self, a: str | int, b: str | int) -> Attribution:

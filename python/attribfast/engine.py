@@ -11,6 +11,7 @@ import numpy as np
 from . import _core
 from .errors import InvalidInputError, MethodNotAvailableError
 from .session import Session
+from .spans import LEVELS, level_groups
 from .tasks.packed import PACKED, PACKED_SUFFIX, PACKED_SUFFIX_OUTPUT
 from .tasks.prefix import PREFIX, SUFFIX
 from .words import word_groups
@@ -157,6 +158,10 @@ class Engine:
             if not encoded.text:
                 raise InvalidInputError("word groups need text input (offsets)")
             return word_groups(encoded.text, encoded.offsets, encoded.special, encoded.word_ids)
+        if isinstance(groups, str) and groups in LEVELS:
+            if not encoded.text:
+                raise InvalidInputError(f"{groups} groups need text input (offsets)")
+            return level_groups(groups, encoded.text, encoded.offsets, encoded.special)
         groups = [int(g) for g in groups]
         if len(groups) != n:
             raise InvalidInputError(f"groups has {len(groups)} entries for {n} tokens")

@@ -314,7 +314,7 @@ class AttributionModel:
             tokens=encoded.tokens,
             targets=plan.labels,
             method=method.name,
-            parameters=method.parameters(),
+            parameters={**method.parameters(), **getattr(result, "details", {})},  # Hierarchical's level costs
             text=encoded.text,
             token_ids=encoded.ids,
             offsets=encoded.offsets,

@@ -83,7 +83,8 @@ std::string non_finite_name(double value);
 // Rows per batch for sequences of seq_len tokens under the policy.
 int64_t choose_batch_size(const BatchPolicy& policy, int64_t seq_len);
 // Rows per batch of suffix rows of seq_len tokens after a prefix of past_len positions whose cache
-// rows are cache_width floats wide: the expanded cache (past + new positions, per row) counts too.
+// rows are cache_width floats wide: the expanded cache (past + new positions, per row) counts too,
+// and the budget left after the shared clean cache (one row per position) is what the batch may take.
 int64_t choose_suffix_batch_size(const BatchPolicy& policy, int64_t seq_len, int64_t past_len, int64_t cache_width);
 
 // The row cap after a batch of `rows` did not fit the device's memory: half as many. The memory

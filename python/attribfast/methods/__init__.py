@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import MethodNotAvailableError
 from .base import AGGREGATIONS, GROUPINGS, TOKEN_BASELINES, Groups, Method, TokenBaseline
 from .gradient import EMBEDDING_BASELINES, INTEGRATION_METHODS, InputXGradient, IntegratedGradients, Saliency
+from .hierarchical import Hierarchical
 from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, ShapleySampling
 from .sampled import NT_TYPES, GradientShap, NoiseTunnel
 
@@ -21,6 +22,7 @@ METHODS: dict[str, type[Method]] = {
         InputXGradient,
         NoiseTunnel,
         GradientShap,
+        Hierarchical,
     )
 }
 
@@ -54,6 +56,7 @@ __all__ = [
     "FeatureAblation",
     "GradientShap",
     "Groups",
+    "Hierarchical",
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",

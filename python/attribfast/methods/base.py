@@ -14,9 +14,9 @@ from ..errors import InvalidInputError
 TokenBaseline = str | int | None
 TOKEN_BASELINES = ("pad", "mask", "unk", "eos")
 # Feature groups: "token" (each token alone), "word" (the tokenizer's words; attribfast.words),
-# or one group id per token (-1 keeps a token fixed).
+# "sentence", "line", "paragraph" (attribfast.spans), or one group id per token (-1 keeps a token fixed).
 Groups = str | tuple
-GROUPINGS = ("token", "word")
+GROUPINGS = ("token", "word", "sentence", "line", "paragraph")
 AGGREGATIONS = ("sum", "l2")
 
 
