@@ -175,6 +175,10 @@ def _convert(holder: list, args, input_names, output_names, axes, registry, opse
                 )
             if last:
                 holder.clear()
+            # A graph with an in-place op the registry cannot translate (T5's copy_ into a mask)
+            # needs the exporter's own decomposition pass, which functionalises it: run it on this
+            # export rather than after a failed translation and a second export.
+            decompose = decompose or _mutates(exported.graph_module, registry)
             with torch.fx.experimental._config.patch(backed_size_oblivious=True):
                 if decompose:
                     exported = _fx_passes.decompose_with_registry(exported, registry)
@@ -183,10 +187,7 @@ def _convert(holder: list, args, input_names, output_names, axes, registry, opse
                 exported._graph_module = _fx_passes.remove_assertion_nodes(module)
             return _core._exported_program_to_onnx_program(exported, registry=registry)
 
-        # A graph with an in-place op (T5's copy_ into a mask) has no ONNX translation until the
-        # exporter's own decomposition pass functionalises it, at the price of one more trace:
-        # such graphs take that route first rather than after a failed attempt.
-        routes = (True,) if _mutates(holder[0], registry) else (False, True)
+        routes = (False, True)
         for k, decompose in enumerate(routes):
             try:
                 model = translate(decompose=decompose, last=k == len(routes) - 1).model
@@ -211,15 +212,15 @@ def _convert(holder: list, args, input_names, output_names, axes, registry, opse
     return model
 
 
-def _mutates(traced, registry) -> bool:
-    """Whether the traced graph has an in-place (mutating) ATen op that the registry cannot translate."""
+def _mutates(graph_module, registry) -> bool:
+    """Whether the graph has an in-place (mutating) ATen op that the registry cannot translate."""
     import torch
 
     return any(
         isinstance(node.target, torch._ops.OpOverload)
         and node.target._schema.is_mutable
         and not registry.is_registered(node.target)
-        for node in traced.graph.nodes
+        for node in graph_module.graph.nodes
         if node.op == "call_function"
     )
 
