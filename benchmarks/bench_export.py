@@ -4,7 +4,7 @@ the peak RSS. Medians over the runs.
 
     python benchmarks/bench_export.py --model gpt2 --repeats 3
     python benchmarks/bench_export.py --model gpt2-small --repeats 1   # 124M, random init
-    python benchmarks/bench_export.py --model qwen2-0.5b --repeats 1
+    python benchmarks/bench_export.py --model qwen2-0.5b --repeats 1 --basic
 """
 
 from __future__ import annotations
@@ -22,8 +22,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
 started = time.perf_counter()
+# The RSS of this process, sampled every 20 ms: the peak of each step (ru_maxrss only gives the
+# whole run's peak; tracemalloc does not see torch's or onnxruntime's allocations).
+PAGE = os.sysconf("SC_PAGE_SIZE") / 2**20
+window = [0.0]
+def sample():
+    with open("/proc/self/statm") as statm:
+        while True:
+            statm.seek(0)
+            window[0] = max(window[0], int(statm.read().split()[1]) * PAGE)
+            time.sleep(0.02)
+threading.Thread(target=sample, daemon=True).start()
 import attribfast
 steps = []
 last = [time.perf_counter()]
@@ -31,12 +42,18 @@ def progress(line):
     now = time.perf_counter()
     if steps:
         steps[-1]["seconds"] = now - last[0]
+        steps[-1]["peak_rss_mb"] = window[0]
+    else:
+        imports_rss[0] = window[0]
+    window[0] = 0.0
     steps.append({"step": line, "seconds": 0.0})
     last[0] = now
+imports_rss = [0.0]
 export = getattr(attribfast, "export_model", None) or attribfast.export  # the name before 0.2
-export(sys.argv[1], task=sys.argv[2], out_dir=sys.argv[3], progress=progress)
+options = json.loads(sys.argv[4])
+export(sys.argv[1], task=sys.argv[2], out_dir=sys.argv[3], progress=progress, **options)
 total = time.perf_counter() - started
-print(json.dumps({"total": total, "steps": steps[:-1],
+print(json.dumps({"total": total, "steps": steps[:-1], "imports_rss_mb": imports_rss[0],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -88,15 +105,21 @@ def main() -> None:
     parser.add_argument("--model", default="gpt2", choices=("gpt2", "gpt2-small", "qwen2-0.5b"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the runs here")
+    parser.add_argument(
+        "--basic", action="store_true", help="forward, gradient and next_token only (no prefix-reuse or packed graphs)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, task, n_parameters = make_model(args.model, Path(tmp) / "model")
         runs = []
+        options = {"prefix_reuse": False, "packed_targets": False} if args.basic else {}
         for k in range(args.repeats):
             out = Path(tmp) / f"bundle{k}"
             started = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-c", CHILD, str(model_dir), task, str(out)], capture_output=True, text=True
+                [sys.executable, "-c", CHILD, str(model_dir), task, str(out), json.dumps(options)],
+                capture_output=True,
+                text=True,
             )
             if result.returncode != 0:
                 raise SystemExit(result.stderr[-3000:])
@@ -110,9 +133,12 @@ def main() -> None:
     print(f"process wall time (imports included): median {statistics.median(r['process_seconds'] for r in runs):.1f} s")
     peak = statistics.median(r["peak_rss_mb"] for r in runs)
     print(f"peak RSS: median {peak:.0f} MB = {peak / weights_mb:.1f}x the fp32 weights")
-    print("| step | median (s) |\n| --- | ---: |")
+    print(f"RSS after the imports: median {statistics.median(r['imports_rss_mb'] for r in runs):.0f} MB")
+    print("| step | median (s) | median peak RSS in the step (MB) |\n| --- | ---: | ---: |")
     for i, step in enumerate(runs[0]["steps"]):
-        print(f"| {step['step']} | {statistics.median(r['steps'][i]['seconds'] for r in runs):.2f} |")
+        seconds = statistics.median(r["steps"][i]["seconds"] for r in runs)
+        rss = statistics.median(r["steps"][i]["peak_rss_mb"] for r in runs)
+        print(f"| {step['step'][:60]} | {seconds:.2f} | {rss:.0f} |")
     noise = runs[0]["noise_lines"]
     print(f"stderr lines of one export: {len(noise)}" + (f" (first: {noise[0][:100]!r})" if noise else ""))
     if args.json:

@@ -15,6 +15,7 @@ callable, so code written for 0.1 (`attribfast.export(model, task=..., out_dir=.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import platform
@@ -36,8 +37,8 @@ from ..tasks.packed import PACKED, PACKED_SUFFIX
 from ..tasks.prefix import PREFIX, SUFFIX
 from .load import load_model, torch_or_error
 from .packing import validate_packing
-from .reuse import reuse_graphs, validate_reuse
-from .validation import ExportTolerance, check_errors, example_inputs, try_optimize, validate
+from .reuse import reuse_cases, reuse_graphs, run_reuse
+from .validation import ExportTolerance, check_errors, example_inputs, reference_cases, run_cases, try_optimize
 
 DEFAULT_OPSET = 18
 # Above this many parameter bytes the weights go to one external data file that all graphs share
@@ -113,7 +114,7 @@ def export_model(
     from .trace import carve, trace_joint
 
     say("loading the model")
-    model, tokenizer = load_model(model, task, tokenizer)
+    model, tokenizer = load_model(model, task, tokenizer, say)
     config = model.config
     position_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     max_length = int(max_length or position_limit or 512)
@@ -192,13 +193,26 @@ def export_model(
     with torch.no_grad():
         vocab = torch.arange(embedding.weight.shape[0])
         table = torch.cat([embedding(vocab[i : i + 8192]) for i in range(0, vocab.numel(), 8192)])
-    np.save(out / "embeddings.npy", table.numpy().astype(np.float32))
+    np.save(out / "embeddings.npy", np.asarray(table.numpy(), np.float32))
+    vocab_size, hidden_size = table.shape
+    del table
 
     say("validating against torch")
-    errors = validate(task, model, score_module, extras, out, max_length)
+    # torch's answers first; then, unless the optimisation below needs it, the torch model goes
+    # before any ONNX Runtime session opens (each holds its own copy of the weights).
+    references = reference_cases(task, model, score_module, extras, max_length)
+    reuse_references = reuse_cases(task, model, score_module, max_length) if reuse_graphs(extras) else None
+    architecture = (config.architectures or [type(model).__name__])[0]
+    task_fields = task.manifest_fields(model, tokenizer)
+    if not optimize:
+        extras = [types.SimpleNamespace(name=extra.name) for extra in extras]
+        del model, score_module, embedding, extra_args
+        gc.collect()
+    errors = run_cases(references, out)
+    del references
     check_errors(errors, tolerance, extras)
-    if reuse_graphs(extras):
-        error = validate_reuse(task, model, score_module, out, max_length)
+    if reuse_references is not None:
+        error = run_reuse(task, reuse_references, out)
         reuse_note = {"available": error <= tolerance.scores, "error": error}
         if error > tolerance.scores:
             # Wrong reuse graphs must not be used; the bundle keeps the exact no-reuse path.
@@ -210,7 +224,7 @@ def export_model(
                     del graphs[name]
             extras, _ = _without_reuse(extras, [()] * len(extras))
     if PACKED in graphs:
-        packing_note = validate_packing(model, out, PACKED_SUFFIX in graphs, tolerance.scores, max_length)
+        packing_note = validate_packing(vocab_size, out, PACKED_SUFFIX in graphs, tolerance.scores, max_length)
         # Wrong packed graphs must not be used: the bundle keeps the unpacked plan.
         for name in (PACKED, PACKED_SUFFIX):
             if name in graphs and not packing_note["reuse" if name == PACKED_SUFFIX else "available"]:
@@ -227,10 +241,10 @@ def export_model(
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
         "score": score,
-        "architecture": (config.architectures or [type(model).__name__])[0],
+        "architecture": architecture,
         "model_type": config.model_type,
-        "hidden_size": int(table.shape[1]),
-        "vocab_size": int(table.shape[0]),
+        "hidden_size": int(hidden_size),
+        "vocab_size": int(vocab_size),
         "num_heads": int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 0) or 1),
         "num_layers": int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0) or 1),
         "special_tokens": _special_tokens(tokenizer),
@@ -258,7 +272,7 @@ def export_model(
             "python": platform.python_version(),
         },
     }
-    manifest.update(task.manifest_fields(model, tokenizer))
+    manifest.update(task_fields)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     manifest["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     manifest["files"] = {f.name: sha256_of(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ExportError, MissingTokenizerError, UnsupportedArchitectureError
 from ..tasks import Task
+from .marian import is_marian, marian_fast_tokenizer
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -56,8 +57,8 @@ def quiet():
         transformers.utils.logging.set_verbosity(verbosity)
 
 
-def load_model(model_or_dir, task: Task, tokenizer):
-    """(model in fp32 eval mode with eager attention, fast tokenizer)."""
+def load_model(model_or_dir, task: Task, tokenizer, say=None):
+    """(model in fp32 eval mode with eager attention, fast tokenizer). say: told of a converted tokenizer."""
     torch = torch_or_error()
     import transformers
 
@@ -94,7 +95,7 @@ def load_model(model_or_dir, task: Task, tokenizer):
     else:
         raise ExportError(f"cannot export {type(model_or_dir).__name__}: give a model directory or a module")
     if isinstance(tokenizer, str | os.PathLike):
-        tokenizer = load_tokenizer(Path(tokenizer))
+        tokenizer = load_tokenizer(Path(tokenizer), say)
     if not hasattr(tokenizer, "backend_tokenizer"):
         raise MissingTokenizerError("the tokenizer must be a fast (tokenizers-backed) tokenizer")
     for parameter in model.parameters():
@@ -106,11 +107,16 @@ def load_model(model_or_dir, task: Task, tokenizer):
     return model, tokenizer
 
 
-def load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path, say=None):
     import transformers
 
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise MissingTokenizerError(f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    if not (folder / "tokenizer.json").is_file() and is_marian(folder):
+        # transformers has only a slow (sentencepiece) tokenizer for Marian, and no converter.
+        fast, note = marian_fast_tokenizer(folder)
+        (say or (lambda line: None))(note)
+        return fast
     try:
         with quiet():
             return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -16,32 +16,35 @@ PIECE_SIZES = ((3, 1, 2, 4), (11, 2))
 PROMPT_LENGTHS = (9, 6)
 
 
-def validate_packing(model, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
+def validate_packing(vocab: int, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
     """The manifest's packing note: available / reuse flags, the largest errors, a reason if not.
     A check that cannot run (ONNX Runtime refuses a graph) drops the graphs, never the export."""
     try:
-        return _validate(model, bundle, with_reuse, tolerance, max_length)
+        return _validate(vocab, bundle, with_reuse, tolerance, max_length)
     except Exception as e:  # noqa: BLE001 - any failure means the optional graphs are not kept
         return {"available": False, "reuse": False, "reason": f"the packed graphs failed their check: {str(e)[:500]}"}
 
 
-def _validate(model, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
-    import onnxruntime
+def _validate(vocab: int, bundle: Path, with_reuse: bool, tolerance: float, max_length: int) -> dict:
+    from .sessions import validation_session
 
     def session(name):
-        return onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        return validation_session(bundle / f"{name}.onnx")
 
     rng = np.random.default_rng(5)
-    vocab = model.get_input_embeddings().weight.shape[0]
-    forward, packed = session("forward"), session(PACKED)
-    worst, cases = 0.0, []
+    # One ONNX Runtime session at a time (each holds its own copy of the weights): the unpacked
+    # answers first, then the packed graph, then the prefix and packed suffix graphs.
+    forward, problems = session("forward"), []
     # Sizes within the model's positions: prompt + longest continuation <= max_length.
     lengths = [max(2, min(n, max_length - 2 - k)) for k, n in enumerate(PROMPT_LENGTHS)]
     for sizes in PIECE_SIZES:
         pieces = [rng.integers(0, vocab, max(1, min(size, max_length - max(lengths) + 1))) for size in sizes]
         prompts = [rng.integers(0, vocab, n) for n in lengths]
         expected = [_unpacked(forward, prompt, pieces) for prompt in prompts]
-        plans = [pack_continuations(prompt.size, pieces, 0) for prompt in prompts]
+        problems.append((prompts, [pack_continuations(prompt.size, pieces, 0) for prompt in prompts], expected))
+    del forward
+    packed, worst, cases = session(PACKED), 0.0, []
+    for prompts, plans, expected in problems:
         # Two rows of different lengths in one batch: the shorter is right-padded, as the engine does.
         seq = max(p.size + len(plan.suffixes[0]) for p, plan in zip(prompts, plans, strict=True))
         ids = np.zeros((2, seq), np.int64)
@@ -53,16 +56,21 @@ def _validate(model, bundle: Path, with_reuse: bool, tolerance: float, max_lengt
         (scores,) = packed.run(None, {"input_ids": ids, "attention_mask": mask, **extras})
         worst = max(worst, float(np.abs(scores - np.stack(expected)).max()))
         cases.append((ids[:1, : prompts[0].size + len(plans[0].suffixes[0])], plans[0], scores[:1]))
+    del packed
     note = {"available": worst <= tolerance, "error": worst, "reuse": False}
     if worst > tolerance:
         note["reason"] = f"packed scores differ from the unpacked forward by {worst:.3g}"
         return note
     if with_reuse:
-        prefix, suffix = session(PREFIX), session(PACKED_SUFFIX)
-        error = 0.0
-        for ids, plan, scores in cases:
+        prefix, pasts = session(PREFIX), []
+        for ids, plan, _ in cases:
             n = ids.shape[1] - len(plan.suffixes[0])
             (present,) = prefix.run(None, {"input_ids": ids[:, :n], "attention_mask": np.ones((1, n), np.int64)})
+            pasts.append(present)
+        del prefix
+        suffix, error = session(PACKED_SUFFIX), 0.0
+        for (ids, plan, scores), present in zip(cases, pasts, strict=True):
+            n = ids.shape[1] - len(plan.suffixes[0])
             for p in sorted({1, n // 2, n - 1}):
                 feeds = {"input_ids": ids[:, p:], "attention_mask": np.ones_like(ids[:, p:]), PAST: present[0, :p]}
                 feeds.update({name: value[:1] for name, value in plan.extras.items()})

@@ -19,10 +19,14 @@ def reuse_graphs(extras) -> bool:
 
 def validate_reuse(task: Task, model, score_module, bundle: Path, max_length: int) -> float:
     """Largest difference between the suffix graph's scores (past from the prefix graph) and torch's
-    scores of the whole sequence, over the validation cases and prefix lengths from 1 to the
-    shortest row's last scorable position. Rows of a case share their first p tokens, as the
-    variants of one bucket share the clean prefix."""
-    import onnxruntime
+    scores of the whole sequence (see reuse_cases)."""
+    return run_reuse(task, reuse_cases(task, model, score_module, max_length), bundle)
+
+
+def reuse_cases(task: Task, model, score_module, max_length: int) -> list:
+    """The validation cases with prefix lengths from 1 to the shortest row's last scorable
+    position, and torch's scores of the whole sequence. Rows of a case share their first p tokens,
+    as the variants of one bucket share the clean prefix."""
     import torch
 
     embedding = model.get_input_embeddings()
@@ -48,15 +52,22 @@ def validate_reuse(task: Task, model, score_module, bundle: Path, max_length: in
                 reference = score_module(embedding(shared), mask, local, score_ids, weights).numpy()
             targets = (local.numpy(), score_ids.numpy(), weights.numpy())
             cases.append((shared.numpy(), mask.numpy(), p, targets, reference))
-    options = onnxruntime.SessionOptions()
-    prefix = onnxruntime.InferenceSession(str(bundle / f"{PREFIX}.onnx"), options, providers=["CPUExecutionProvider"])
+    return cases
+
+
+def run_reuse(task: Task, cases: list, bundle: Path) -> float:
+    """The prefix graph on the clean row's first p tokens, sliced; the suffix graph on the rest of
+    every row; one ONNX Runtime session at a time."""
+    from .sessions import validation_session
+
+    prefix = validation_session(bundle / f"{PREFIX}.onnx")
     pasts = []
     for ids, _, p, _, _ in cases:
         # The clean row's whole cache, sliced to the prefix, as the engine does.
         (present,) = prefix.run(None, {"input_ids": ids[:1], "attention_mask": np.ones_like(ids[:1])})
         pasts.append(present[0, :p])
     del prefix
-    suffix = onnxruntime.InferenceSession(str(bundle / f"{SUFFIX}.onnx"), options, providers=["CPUExecutionProvider"])
+    suffix = validation_session(bundle / f"{SUFFIX}.onnx")
     worst = 0.0
     for (ids, mask, p, targets, reference), past in zip(cases, pasts, strict=True):
         feeds = {"input_ids": ids[:, p:], "attention_mask": mask[:, p:], PAST: past}

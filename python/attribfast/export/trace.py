@@ -18,6 +18,7 @@ ones. Every graph is still validated against torch afterwards.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,18 +97,23 @@ def trace_joint(
 
     registry, table = _onnx_registry()
     with quiet(), sharing():
-        traced = make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
-    program = _convert(traced, args, input_names, output_names, axes, registry, opset, max_length)
+        # In a list that _convert empties: the traced graph goes once torch.export has its own.
+        holder = [
+            make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
+        ]
+    model = _convert(holder, args, input_names, output_names, axes, registry, opset, max_length)
+    import onnx_ir
+
     if external:
         import onnx
-        import onnx_ir
 
         joint_file = out / "joint.onnx"
-        onnx_ir.save(program.model, joint_file, external_data=WEIGHTS_FILE)
+        onnx_ir.save(model, joint_file, external_data=WEIGHTS_FILE)
+        del model
         proto = onnx.load(str(joint_file), load_external_data=False)
         joint_file.unlink()
     else:
-        proto = program.model_proto
+        proto = onnx_ir.serde.serialize_model(model)
     return Traced(proto, tuple(task.target_inputs), tuple(extras))
 
 
@@ -121,14 +127,17 @@ def _onnx_registry():
     return registry, table
 
 
-def _convert(traced, args, input_names, output_names, axes, registry, opset, max_length):
-    """torch.export of the traced graph, then the ONNX translation without a second decomposition
-    (the graph already has only what the registry implements), then the ONNX optimiser."""
+def _convert(holder: list, args, input_names, output_names, axes, registry, opset, max_length):
+    """torch.export of the traced graph (holder[0], released once exported for the last time), then
+    the ONNX translation without a second decomposition (the graph already has only what the
+    registry implements), then the ONNX optimiser. Returns the ONNX IR model, without the
+    exporter's per-node metadata (stack traces and module paths: a large part of a big model's
+    graph in memory and on disk)."""
     import torch
     from torch.onnx._internal.exporter import _core, _fx_passes, _ir_passes
 
     class Joint(torch.nn.Module):
-        def __init__(self):
+        def __init__(self, traced):
             super().__init__()
             self.graph_module = traced
 
@@ -148,22 +157,28 @@ def _convert(traced, args, input_names, output_names, axes, registry, opset, max
         shapes.append(shape or None)
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
 
-        def translate(decompose: bool):
+        def translate(decompose: bool, last: bool):
             try:
                 exported = torch.export.export(
-                    Joint().eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False
+                    Joint(holder[0]).eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False
                 )
             except torch._dynamo.exc.UserError:
                 # A guard on a size (e.g. sequence - 1 != 1 where a decoder reads the input shifted)
                 # becomes a runtime assert, which the ONNX graph drops; validation then checks the
                 # graph on small sizes too.
                 exported = torch.export.export(
-                    Joint().eval(),
+                    Joint(holder[0]).eval(),
                     tuple(args),
                     dynamic_shapes=(tuple(shapes),),
                     strict=False,
                     prefer_deferred_runtime_asserts_over_guards=True,
                 )
+            if last:
+                holder.clear()
+            # A graph with an in-place op the registry cannot translate (T5's copy_ into a mask)
+            # needs the exporter's own decomposition pass, which functionalises it: run it on this
+            # export rather than after a failed translation and a second export.
+            decompose = decompose or _mutates(exported.graph_module, registry)
             with torch.fx.experimental._config.patch(backed_size_oblivious=True):
                 if decompose:
                     exported = _fx_passes.decompose_with_registry(exported, registry)
@@ -172,23 +187,42 @@ def _convert(traced, args, input_names, output_names, axes, registry, opset, max
                 exported._graph_module = _fx_passes.remove_assertion_nodes(module)
             return _core._exported_program_to_onnx_program(exported, registry=registry)
 
-        try:
-            program = translate(decompose=False)
-        except Exception:
-            # Some graphs keep an op the registry lacks (an in-place copy_ of a mask): the
-            # exporter's own decomposition pass functionalises it, at the price of one more trace.
+        routes = (False, True)
+        for k, decompose in enumerate(routes):
             try:
-                program = translate(decompose=True)
+                model = translate(decompose=decompose, last=k == len(routes) - 1).model
+                break
             except Exception as e:
-                raise ExportError(f"the traced graph could not be converted to ONNX: {str(e)[:2000]}") from e
-        if opset != program.model.opset_imports.get("", opset):
-            from torch.onnx._internal._lazy_import import onnxscript_apis
+                if k == len(routes) - 1:
+                    holder.clear()
+                    raise ExportError(f"the traced graph could not be converted to ONNX: {str(e)[:2000]}") from e
+        holder.clear()
+        gc.collect()
+        from torch.onnx._internal._lazy_import import onnxscript_apis
 
-            program.model = onnxscript_apis.convert_version(program.model, opset)
-        program.optimize()
-        _ir_passes.rename_inputs(program.model, list(input_names))
-        _ir_passes.rename_outputs(program.model, list(output_names))
-    return program
+        if opset != model.opset_imports.get("", opset):
+            model = onnxscript_apis.convert_version(model, opset)
+        for node in model.graph.all_nodes():
+            node.metadata_props.clear()
+            for value in node.outputs:
+                value.metadata_props.clear()
+        model = onnxscript_apis.optimize(model)
+        _ir_passes.rename_inputs(model, list(input_names))
+        _ir_passes.rename_outputs(model, list(output_names))
+    return model
+
+
+def _mutates(graph_module, registry) -> bool:
+    """Whether the graph has an in-place (mutating) ATen op that the registry cannot translate."""
+    import torch
+
+    return any(
+        isinstance(node.target, torch._ops.OpOverload)
+        and node.target._schema.is_mutable
+        and not registry.is_registered(node.target)
+        for node in graph_module.graph.nodes
+        if node.op == "call_function"
+    )
 
 
 def carve(traced: Traced, path: Path, inputs: list[str], outputs: list[str], from_ids: bool) -> None:

@@ -46,12 +46,23 @@ def example_inputs(task: Task, model, batch: int, seq: int, n_targets: int, leng
 
 
 def validate(task: Task, model, score_module, extras, bundle: Path, max_length: int) -> dict:
-    """Largest differences to torch: forward and gradient scores, relative gradients, extra graphs.
+    """Largest differences to torch: forward and gradient scores, relative gradients, extra graphs."""
+    return run_cases(reference_cases(task, model, score_module, extras, max_length), bundle)
 
-    torch's answers for every case are computed first; then one ONNX Runtime session at a time
-    runs them, so that large models hold one copy of the weights in ORT, not one per graph.
-    """
-    import onnxruntime
+
+@dataclass(frozen=True)
+class References:
+    """torch's answers for the validation cases, computed before any ONNX Runtime session opens
+    (so that the exporter can release the torch model first)."""
+
+    graphs: tuple
+    cases: tuple
+    errors: dict
+
+
+def reference_cases(task: Task, model, score_module, extras, max_length: int) -> References:
+    """The feeds of every graph and torch's answers (and the score module's error against the
+    model's own forward)."""
     import torch
 
     embedding = model.get_input_embeddings()
@@ -87,13 +98,23 @@ def validate(task: Task, model, score_module, extras, bundle: Path, max_length: 
             extra_feeds.update({name: a.numpy() for name, a in zip(extra.inputs, args, strict=True)})
             extra_cases[extra.name] = (extra_feeds, expected)
         cases.append((feeds, embeds.numpy(), reference, grad_reference.numpy(), extra_cases))
+    graphs = ("forward", "gradient", *(extra.name for extra in checked))
+    return References(graphs, tuple(cases), errors)
+
+
+def run_cases(references: References, bundle: Path) -> dict:
+    """Largest differences between the bundle's graphs and torch's answers. One ONNX Runtime
+    session at a time, so that large models hold one copy of the weights in ORT, not one per graph."""
+    from .sessions import validation_session
+
+    errors = dict(references.errors)
 
     def worst(key, got, expected, scale=1.0):
         errors[key] = max(errors[key], float(np.abs(got - expected).max()) / scale)
 
-    for name in ["forward", "gradient", *(extra.name for extra in checked)]:
-        session = onnxruntime.InferenceSession(str(bundle / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        for feeds, embeds, reference, grad_reference, extra_cases in cases:
+    for name in references.graphs:
+        session = validation_session(bundle / f"{name}.onnx")
+        for feeds, embeds, reference, grad_reference, extra_cases in references.cases:
             if name == "forward":
                 worst("forward_scores", session.run(None, feeds)[0], reference)
             elif name == "gradient":
