@@ -4,12 +4,14 @@ similarity; a graph that disagrees is dropped at export, and bundles without it 
 
 import json
 import shutil
+import warnings
 
 import attribfast
 import numpy as np
 import onnx
 import pytest
 from attribfast.bundle import MANIFEST
+from attribfast.errors import ConvergenceWarning
 from attribfast.export.shared import SHARED, SHARED_GRADS, validate_shared
 from attribfast.export.validation import ExportTolerance
 from attribfast.tasks import get_task
@@ -58,6 +60,17 @@ def test_causal_lm_edge_cases(bundles):
     compare(model, PROMPT, many, attribfast.Saliency())  # 36 continuations: several packed rows
     one = model.attribute(PROMPT, targets=[" a"], method=method)  # a single target: the per-target graph
     assert one.matrix.shape == (len(one.tokens), 1)
+
+
+def test_adaptive_rounds_after_the_shared_one(bundles):
+    """Adaptive IG: the first round on the shared graph, the unconverged targets' later rounds on
+    the per-target graph; the same deltas, steps and attributions as the per-target plan."""
+    model = attribfast.load(bundles["gpt2"])
+    method = attribfast.IntegratedGradients(n_steps=2, method="riemann_trapezoid", tolerance=1e-3, max_steps=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # some stop at max_steps
+        result = compare(model, PROMPT, CONTINUATIONS, method)
+    assert max(result.steps) > 2  # some targets ran later rounds
 
 
 def test_classifier_classes(bundles):

@@ -156,6 +156,15 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
            static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy, length(order[end]))) {
       ++end;
     }
+    // Rows of one length split into even batches (34 rows at a cap of 30: 17 + 17, not 30 + 4),
+    // so no batch is a small remainder that pays a whole run's fixed costs.
+    size_t same = end;
+    while (same < order.size() && length(order[same]) == length(order[begin])) ++same;
+    if (same > end && length(order[end - 1]) == length(order[begin])) {
+      const size_t cap = end - begin;
+      const size_t batches = (same - begin + cap - 1) / cap;
+      end = begin + (same - begin + batches - 1) / batches;
+    }
     const int64_t batch = static_cast<int64_t>(end - begin);
     const int64_t seq = length(order[end - 1]);
     float* batch_embeds = embeds_buffer_.get<float>(batch * seq * hidden);

@@ -122,15 +122,18 @@ class Engine:
         int8 = bool(self._spec.manifest.get("quantization"))
         return self._spec.causal and not half and not int8 and PREFIX in graphs and SUFFIX in graphs
 
-    def gradient_problem(self, encoded: Encoded, plan):
+    def gradient_problem(self, encoded: Encoded, plan, only: list | None = None):
         """(GradientProblem, core session): one row per target on the gradient graph, or, where the
-        bundle has the shared gradient graph and the plan groups its targets, one row per group."""
+        bundle has the shared gradient graph and the plan groups its targets, one row per group.
+        only: these targets alone, a row each (the result's columns follow this order)."""
         problem = _core.GradientProblem()
         problem.ids = encoded.ids.tolist()
-        shared = plan.shared_gradient if self.shares_gradients() else None
+        shared = plan.shared_gradient if self.shares_gradients() and only is None else None
         if shared is None:
-            problem.suffixes = plan.gradient_suffixes
-            problem.extras = [_core.ExtraInput(name, value) for name, value in plan.gradient_extras.items()]
+            chosen = range(len(plan.gradient_suffixes)) if only is None else only
+            problem.suffixes = [plan.gradient_suffixes[t] for t in chosen]
+            problem.extras = [_core.ExtraInput(name, np.ascontiguousarray(value[list(chosen)]))
+                              for name, value in plan.gradient_extras.items()]
             return problem, self.session("gradient")._session
         problem.suffixes = shared.suffixes
         problem.extras = [_core.ExtraInput(name, value) for name, value in shared.extras.items()]
