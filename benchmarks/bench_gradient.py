@@ -2,9 +2,11 @@
 
     python benchmarks/bench_gradient.py --repeats 5
 
-Same models as bench_perturbation.py. Captum runs LayerIntegratedGradients on the embedding layer;
-the floor is plain onnxruntime running the bundle's gradient graph for the same rows at its best
-batch size. Timings are medians of --repeats runs in one process.
+Same models as bench_perturbation.py. attribfast takes the gradients of every target from one
+forward per step (the shared gradient graph); the per-target contender runs a forward per (target,
+step) row (pack_targets=False). Captum runs LayerIntegratedGradients on the embedding layer; the
+floor is plain onnxruntime running the bundle's per-target gradient graph for the same rows at its
+best batch size. Timings are medians of --repeats runs in one process.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ def lig(forward, layer, ids, baselines, internal_batch_size):
     )
 
 
+def per_target_row(model, inputs, targets, method, ours, repeats: int):
+    """attribfast with a forward per (target, step) row (pack_targets=False), checked equal to the
+    shared-forward default, which takes every target's gradient from one forward per step."""
+    if "shared_gradient" not in model._spec.graphs:
+        raise SystemExit(f"the bundle has no shared gradient graph: {model._spec.manifest.get('shared_gradient')}")
+
+    def run():
+        return model.attribute(inputs, targets=targets, method=method, pack_targets=False)
+
+    error = np.abs(run().matrix - ours.matrix).max()
+    assert error < 1e-5, error
+    return ("attribfast, a forward per target (pack_targets=False)", *median_seconds(run, repeats))
+
+
 def bench_gpt2(repeats: int):
     import attribfast
     import torch
@@ -53,7 +69,8 @@ def bench_gpt2(repeats: int):
     method = attribfast.IntegratedGradients(n_steps=N_STEPS)
     ours = model.attribute(ids, targets=CONTINUATIONS, method=method)
     rows = [
-        ("attribfast", *median_seconds(lambda: model.attribute(ids, targets=CONTINUATIONS, method=method), repeats))
+        ("attribfast", *median_seconds(lambda: model.attribute(ids, targets=CONTINUATIONS, method=method), repeats)),
+        per_target_row(model, ids, CONTINUATIONS, method, ours, repeats),
     ]
 
     hf = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
@@ -107,7 +124,10 @@ def bench_minilm(repeats: int):
     text = SIMILARITY_TEXT
     method = attribfast.IntegratedGradients(n_steps=N_STEPS)
     ours = model.attribute(text, targets=REFERENCES, method=method)
-    rows = [("attribfast", *median_seconds(lambda: model.attribute(text, targets=REFERENCES, method=method), repeats))]
+    rows = [
+        ("attribfast", *median_seconds(lambda: model.attribute(text, targets=REFERENCES, method=method), repeats)),
+        per_target_row(model, text, REFERENCES, method, ours, repeats),
+    ]
     hf = AutoModel.from_pretrained(model_dir).eval()
     embedding = hf.get_input_embeddings()
     ids = torch.tensor([tokenizer.encode(text).ids])

@@ -122,11 +122,13 @@ def bundle_for(model_dir: Path, task: str, name: str) -> Path:
 
 
 def current_bundle(out: Path, task: str) -> bool:
-    """A cached bundle is reused unless missing or older than the packed graphs (causal LMs)."""
+    """A cached bundle is reused unless missing or older than the packed graphs (causal LMs) or the
+    shared gradient graph."""
     manifest = out / "attribfast.json"
     if not manifest.is_file():
         return False
-    return task != "causal-lm" or "packing" in json.loads(manifest.read_text())
+    fields = json.loads(manifest.read_text())
+    return "shared_gradient" in fields and (task != "causal-lm" or "packing" in fields)
 
 
 def prompt_ids(tokenizer, n_tokens: int = 64) -> list[int]:

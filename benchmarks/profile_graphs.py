@@ -2,7 +2,8 @@
 
     python benchmarks/profile_graphs.py [--denormal-as-zero]
 
-Uses the GPT-2 4x256 bundle of the benchmarks (8 rows of 66 tokens, 3 scored tokens, 10 runs).
+Uses the GPT-2 4x256 bundle of the benchmarks (8 rows of 66 tokens, 3 scored tokens, 10 runs), and
+its shared gradient graph on 8 packed rows of the same prompt with 5 three-token continuations.
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ def profile(graph_path, feeds, denormal_as_zero: bool, runs: int = 10) -> tuple[
     return total / runs / 1000, [(op, 100 * d / total) for op, d in per_op.most_common(8)]
 
 
+def shared_feeds(rows: int, prompt_embeds) -> dict:
+    """The shared gradient graph's feeds: a 64-token prompt and 5 packed 3-token continuations
+    (a row scores them all; the per-target gradient graph needs 5 rows of 66 tokens for that)."""
+    from attribfast.tasks.shared_gradient import packed_gradient_layout
+
+    n, hidden = prompt_embeds.shape[1], prompt_embeds.shape[2]
+    layout = packed_gradient_layout(n, [np.array([1, 2, 3])] * 5, 0)
+    width = len(layout.suffixes[0])
+    suffix = np.full((rows, width, hidden), 0.01, np.float32)
+    return {
+        "inputs_embeds": np.concatenate([prompt_embeds, suffix], 1),
+        "attention_mask": np.ones((rows, n + width), np.int64),
+        **{name: np.repeat(value, rows, 0) for name, value in layout.extras.items()},
+    }
+
+
 def main():
     import argparse
 
@@ -53,9 +70,12 @@ def main():
         "forward": {"input_ids": np.ones((rows, seq), np.int64), **mask, **targets},
         "gradient": {"inputs_embeds": embeds, **mask, **targets},
     }
+    if (bundle / "shared_gradient.onnx").is_file():
+        graphs["shared_gradient"] = shared_feeds(rows, embeds[:, :64])
     for name, feeds in graphs.items():
         milliseconds, ops = profile(bundle / f"{name}.onnx", feeds, args.denormal_as_zero)
-        print(f"{name}.onnx: {milliseconds:.2f} ms of kernels per run of {rows} rows")
+        what = f"{rows} packed rows of 5 targets" if name == "shared_gradient" else f"{rows} rows"
+        print(f"{name}.onnx: {milliseconds:.2f} ms of kernels per run of {what}")
         for op, share in ops:
             print(f"    {op:<24} {share:5.1f}%")
 

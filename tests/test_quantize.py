@@ -70,7 +70,7 @@ def test_int8_copy_has_integer_graphs_and_the_fp32_gradient_graph(bundles, minil
     assert record["graphs"]["gradient"] == "float32"
     int8_graphs = [g for g, dtype in record["graphs"].items() if dtype == "int8"]
     expected = {"gpt2": {"forward", "next_token", "prefix", "suffix_score"}, "minilm": {"forward", "embed"}}[name]
-    packed = {"packed_score", "packed_suffix_score"}
+    packed = {"packed_score", "packed_suffix_score", "shared_gradient"}
     assert set(int8_graphs) == expected and set(record["graphs"]) == set(source.manifest["graphs"]) - packed
     assert not packed & set(copy.manifest["graphs"]) and not (copy.path / "packed_score.onnx").exists()
     for graph in int8_graphs:

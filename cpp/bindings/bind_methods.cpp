@@ -153,6 +153,8 @@ void bind_methods(py::module_& m) {
       .def_readwrite("extras", &GradientProblem::extras);
   bind_ints(gradient_problem, "ids", &GradientProblem::ids, kInt64Min);
   bind_ints(gradient_problem, "suffixes", &GradientProblem::suffixes, kInt64Min);
+  bind_ints(gradient_problem, "target_group", &GradientProblem::target_group, 0);
+  bind_ints(gradient_problem, "target_slot", &GradientProblem::target_slot, 0);
 
   py::class_<AttributionResult>(m, "AttributionResult")
       .def_property_readonly("matrix", [](const AttributionResult& r) { return matrix_of(r.matrix, r.n_positions, r.n_targets); })

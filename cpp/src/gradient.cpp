@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "attribfast/math.h"
 
@@ -84,7 +86,18 @@ GradientRunner::GradientRunner(const Session& session, GradientProblem problem, 
   require(session_.find_output(problem_.gradient_output) != nullptr, "gradient output", problem_.gradient_output);
   for (const auto& extra : problem_.extras) {
     const size_t expected = problem_.suffixes.size() * row_elements(extra.row_shape) * element_size(extra.element_type);
-    if (extra.data.size() != expected) throw InvalidInputError("extra input '" + extra.name + "' needs one row per target");
+    if (extra.data.size() != expected) {
+      throw InvalidInputError("extra input '" + extra.name + "' needs one row per target" + (shared() ? " group" : ""));
+    }
+  }
+  if (problem_.target_slot.size() != problem_.target_group.size()) {
+    throw InvalidInputError("target_group and target_slot must have one entry per target");
+  }
+  for (size_t t = 0; t < problem_.target_group.size(); ++t) {
+    const int64_t group = problem_.target_group[t];
+    if (group < 0 || group >= static_cast<int64_t>(problem_.suffixes.size()) || problem_.target_slot[t] < 0) {
+      throw InvalidInputError("target " + std::to_string(t) + " names no row group and score column");
+    }
   }
   input_.resize(n * hidden);
   for (int64_t p = 0; p < n; ++p) {
@@ -107,10 +120,30 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
   const int64_t n = n_positions();
   const int64_t hidden = problem_.hidden_size;
   if (!planned_) expect_rows(static_cast<int64_t>(rows.size()));
-  // Bucket by length: rows of the same target have the same length.
-  std::vector<size_t> order(rows.size());
+  // A unit is one graph row: a row group at one point. Without a shared graph each row is its own
+  // unit (its group is its target); with one, the rows of a group's targets at a point share it.
+  struct Unit {
+    int64_t group;
+    double alpha;
+    int64_t sample;
+    std::vector<size_t> rows;
+  };
+  std::vector<Unit> units;
+  if (shared()) {
+    std::map<std::tuple<int64_t, double, int64_t>, size_t> index;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const int64_t group = problem_.target_group[rows[r].target];
+      const auto [it, inserted] = index.emplace(std::make_tuple(group, rows[r].alpha, rows[r].sample), units.size());
+      if (inserted) units.push_back({group, rows[r].alpha, rows[r].sample, {}});
+      units[it->second].rows.push_back(r);
+    }
+  } else {
+    for (size_t r = 0; r < rows.size(); ++r) units.push_back({rows[r].target, rows[r].alpha, rows[r].sample, {r}});
+  }
+  // Bucket by length: units of the same group have the same length.
+  std::vector<size_t> order(units.size());
   std::iota(order.begin(), order.end(), 0);
-  auto length = [&](size_t r) { return n + static_cast<int64_t>(problem_.suffixes[rows[r].target].size()); };
+  auto length = [&](size_t u) { return n + static_cast<int64_t>(problem_.suffixes[units[u].group].size()); };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return length(a) < length(b); });
   // A backward pass keeps the forward activations and adds the gradient of the embeddings.
   BatchPolicy policy = policy_;
@@ -123,6 +156,15 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
            static_cast<int64_t>(end - begin + 1) <= choose_batch_size(policy, length(order[end]))) {
       ++end;
     }
+    // Rows of one length split into even batches (34 rows at a cap of 30: 17 + 17, not 30 + 4),
+    // so no batch is a small remainder that pays a whole run's fixed costs.
+    size_t same = end;
+    while (same < order.size() && length(order[same]) == length(order[begin])) ++same;
+    if (same > end && length(order[end - 1]) == length(order[begin])) {
+      const size_t cap = end - begin;
+      const size_t batches = (same - begin + cap - 1) / cap;
+      end = begin + (same - begin + batches - 1) / batches;
+    }
     const int64_t batch = static_cast<int64_t>(end - begin);
     const int64_t seq = length(order[end - 1]);
     float* batch_embeds = embeds_buffer_.get<float>(batch * seq * hidden);
@@ -130,7 +172,7 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     std::fill(batch_embeds, batch_embeds + batch * seq * hidden, 0.0f);
     std::fill(batch_mask, batch_mask + batch * seq, 0);
     for (int64_t b = 0; b < batch; ++b) {
-      const Row& row = rows[order[begin + b]];
+      const Unit& row = units[order[begin + b]];
       float* dest = batch_embeds + b * seq * hidden;
       if (row.sample >= 0) {
         const float* x = samples_.inputs + row.sample * n * hidden;
@@ -151,7 +193,7 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
           dest[k] = problem_.baseline[k] + alpha * (input_[k] - problem_.baseline[k]);
         }
       }
-      const auto& suffix = problem_.suffixes[row.target];
+      const auto& suffix = problem_.suffixes[row.group];
       for (size_t s = 0; s < suffix.size(); ++s) {
         const float* e = embedding_row(problem_, suffix[s]);
         std::copy(e, e + hidden, dest + (n + s) * hidden);
@@ -169,7 +211,7 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
       const size_t row_bytes = row_elements(extra.row_shape) * element_size(extra.element_type);
       auto* buffer = extra_buffers_[e].get<unsigned char>(batch * row_bytes);
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(buffer + b * row_bytes, &extra.data[rows[order[begin + b]].target * row_bytes], row_bytes);
+        std::memcpy(buffer + b * row_bytes, &extra.data[units[order[begin + b]].group * row_bytes], row_bytes);
       }
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), extra.row_shape.begin(), extra.row_shape.end());
@@ -187,28 +229,50 @@ void GradientRunner::run(const std::vector<Row>& rows, const Consumer& consume) 
     if (scores.element_type() != ort::kFloat32 || grads.element_type() != ort::kFloat32) {
       throw RuntimeBackendError("the gradient graph must return float32 scores and gradients");
     }
-    if (scores.element_count() != static_cast<size_t>(batch) || grads.shape() != std::vector<int64_t>{batch, seq, hidden}) {
-      throw RuntimeBackendError("the gradient graph must return scores [batch, 1] and gradients [batch, seq, hidden]");
+    // Columns per row: 1 for the per-target graph, K for the shared one.
+    const int64_t columns = shared() && scores.shape().size() == 2 ? scores.shape()[1] : 1;
+    const bool shapes_ok = shared() ? scores.shape() == std::vector<int64_t>{batch, columns} &&
+                                          grads.shape() == std::vector<int64_t>{batch, columns, seq, hidden}
+                                    : scores.element_count() == static_cast<size_t>(batch) &&
+                                          grads.shape() == std::vector<int64_t>{batch, seq, hidden};
+    if (!shapes_ok) {
+      throw RuntimeBackendError(shared() ? "the shared gradient graph must return scores [batch, K] and gradients "
+                                           "[batch, K, seq, hidden]"
+                                         : "the gradient graph must return scores [batch, 1] and gradients "
+                                           "[batch, seq, hidden]");
     }
     const auto* score_data = static_cast<const float*>(scores.data());
     const auto* grad_data = static_cast<const float*>(grads.data());
+    int64_t consumed = 0;
     for (int64_t b = 0; b < batch; ++b) {
-      const float* g = grad_data + b * seq * hidden;
-      const Row& row = rows[order[begin + b]];
-      if (!std::isfinite(score_data[b])) {
-        throw NumericalError("the model returned a non-finite score (" + non_finite_name(score_data[b]) +
-                             ") for target " + std::to_string(row.target) + " " + describe_point(row.alpha, row.sample));
+      const Unit& unit = units[order[begin + b]];
+      for (size_t r : unit.rows) {
+        const Row& row = rows[r];
+        const int64_t slot = shared() ? problem_.target_slot[row.target] : 0;
+        if (slot >= columns) {
+          throw RuntimeBackendError("the shared gradient graph returned " + std::to_string(columns) +
+                                    " score columns; target " + std::to_string(row.target) + " reads column " +
+                                    std::to_string(slot));
+        }
+        const float score = score_data[b * columns + slot];
+        const float* g = grad_data + (b * columns + slot) * seq * hidden;
+        if (!std::isfinite(score)) {
+          throw NumericalError("the model returned a non-finite score (" + non_finite_name(score) + ") for target " +
+                               std::to_string(row.target) + " " + describe_point(row.alpha, row.sample));
+        }
+        const float* bad = std::find_if(g, g + n * hidden, [](float v) { return !std::isfinite(v); });
+        if (bad != g + n * hidden) {
+          const int64_t k = bad - g;
+          throw NumericalError("the model returned a non-finite gradient (" + non_finite_name(*bad) + ") at token " +
+                               std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden) +
+                               ", for target " + std::to_string(row.target) + " " +
+                               describe_point(row.alpha, row.sample));
+        }
+        consume(r, score, g);
+        ++consumed;
       }
-      const float* bad = std::find_if(g, g + n * hidden, [](float v) { return !std::isfinite(v); });
-      if (bad != g + n * hidden) {
-        const int64_t k = bad - g;
-        throw NumericalError("the model returned a non-finite gradient (" + non_finite_name(*bad) + ") at token " +
-                             std::to_string(k / hidden) + ", dimension " + std::to_string(k % hidden) +
-                             ", for target " + std::to_string(row.target) + " " + describe_point(row.alpha, row.sample));
-      }
-      consume(order[begin + b], score_data[b], g);
     }
-    rows_run_ += batch;
+    rows_run_ += consumed;
     if (progress_) progress_(rows_run_, std::max(rows_run_, rows_expected_));
     begin = end;
   }

@@ -158,6 +158,18 @@ class GradientProblem:
     @suffixes.setter
     def suffixes(self, arg1: typing.Any) -> None:
         ...
+    @property
+    def target_group(self) -> list[int]:
+        ...
+    @target_group.setter
+    def target_group(self, arg1: typing.Any) -> None:
+        ...
+    @property
+    def target_slot(self) -> list[int]:
+        ...
+    @target_slot.setter
+    def target_slot(self, arg1: typing.Any) -> None:
+        ...
 class AttributionResult:
     @property
     def baseline_scores(self) -> typing.Any:

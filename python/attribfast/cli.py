@@ -47,6 +47,7 @@ def _export(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         prefix_reuse=not args.no_prefix_reuse,
         packed_targets=not args.no_packed_targets,
+        shared_gradient=not args.no_shared_gradient,
         progress=lambda line: print(f"[{time.perf_counter() - started:6.1f}s] {line}", flush=True),
     )
     manifest = json.loads((out / "attribfast.json").read_text())
@@ -202,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-packed-targets",
         action="store_true",
         help="causal LMs: skip the packed graphs (faster export; every continuation then runs its own rows)",
+    )
+    export.add_argument(
+        "--no-shared-gradient",
+        action="store_true",
+        help="skip the shared gradient graph (faster export; gradient methods then run a forward per target)",
     )
     export.set_defaults(run=_export)
 

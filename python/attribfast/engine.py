@@ -14,6 +14,8 @@ from .session import Session
 from .spans import LEVELS, level_groups
 from .tasks.packed import PACKED, PACKED_SUFFIX, PACKED_SUFFIX_OUTPUT
 from .tasks.prefix import PREFIX, SUFFIX
+from .tasks.shared_gradient import GRAPH as SHARED_GRADIENT
+from .tasks.shared_gradient import OUTPUT as SHARED_GRADIENT_OUTPUT
 from .words import word_groups
 
 
@@ -77,7 +79,7 @@ class Engine:
                 provider=self._provider,
                 device_id=self._device_id,
                 threads=self._threads,
-                spinning=graph in ("forward", "gradient", SUFFIX, PACKED, PACKED_SUFFIX),
+                spinning=graph in ("forward", "gradient", SUFFIX, PACKED, PACKED_SUFFIX, SHARED_GRADIENT),
             )
         return self._sessions[graph]
 
@@ -121,12 +123,34 @@ class Engine:
         int8 = bool(self._spec.manifest.get("quantization"))
         return self._spec.causal and not half and not int8 and PREFIX in graphs and SUFFIX in graphs
 
-    def gradient_problem(self, encoded: Encoded, plan):
+    def gradient_problem(self, encoded: Encoded, plan, only: list | None = None):
+        """(GradientProblem, core session): one row per target on the gradient graph, or, where the
+        bundle has the shared gradient graph and the plan groups its targets, one row per group.
+        only: these targets alone, a row each (the result's columns follow this order)."""
         problem = _core.GradientProblem()
         problem.ids = encoded.ids.tolist()
-        problem.suffixes = plan.gradient_suffixes
-        problem.extras = [_core.ExtraInput(name, value) for name, value in plan.gradient_extras.items()]
-        return problem, self.session("gradient")._session
+        shared = plan.shared_gradient if self.shares_gradients() and only is None else None
+        if shared is None:
+            chosen = range(len(plan.gradient_suffixes)) if only is None else only
+            problem.suffixes = [plan.gradient_suffixes[t] for t in chosen]
+            problem.extras = [_core.ExtraInput(name, np.ascontiguousarray(value[list(chosen)]))
+                              for name, value in plan.gradient_extras.items()]
+            return problem, self.session("gradient")._session
+        problem.suffixes = shared.suffixes
+        problem.extras = [_core.ExtraInput(name, value) for name, value in shared.extras.items()]
+        problem.target_group = shared.target_group
+        problem.target_slot = shared.target_slot
+        problem.score_output = self._spec.manifest["graphs"][SHARED_GRADIENT]["outputs"][0]
+        problem.gradient_output = SHARED_GRADIENT_OUTPUT
+        return problem, self.session(SHARED_GRADIENT)._session
+
+    def shares_gradients(self) -> bool:
+        """Whether gradient methods can take several targets from one forward: a bundle with the
+        shared gradient graph. fp16 and int8 copies keep a row per target (their converters do not
+        keep the looped backward's score head as they keep the gradient graph's)."""
+        manifest = self._spec.manifest
+        derived = manifest.get("dtype") == "float16" or manifest.get("quantization")
+        return SHARED_GRADIENT in self._spec.graphs and not derived
 
     def pad_id(self) -> int:
         special = self._spec.special_tokens

@@ -24,6 +24,7 @@ from .bundle import MANIFEST, Bundle, sha256_of
 from .errors import BundleError, ExportError, Float32GradientWarning, InvalidInputError, OutputExistsError
 from .precision import EXTERNAL_DATA_BYTES, _external_files, bundle_dtype
 from .tasks.packed import PACKED, PACKED_SUFFIX
+from .tasks.shared_gradient import GRAPH as SHARED_GRADIENT
 
 METHOD = "dynamic-int8"
 # Graphs that stay fp32: gradients need a differentiable graph.
@@ -89,6 +90,9 @@ def quantize(
         if manifest["graphs"].pop(name, None) is not None:
             replaced.add(f"{name}.onnx")
             manifest["packing"] = {"available": False, "reason": "int8 copies keep the unpacked plan"}
+    if manifest["graphs"].pop(SHARED_GRADIENT, None) is not None:
+        replaced.add(f"{SHARED_GRADIENT}.onnx")
+        manifest["shared_gradient"] = {"available": False, "reason": "int8 copies keep a row per target"}
     for name, graph in manifest["graphs"].items():
         path = source.path / graph["file"]
         external = _external_files(onnx.load(str(path), load_external_data=False))

@@ -234,7 +234,8 @@ class AttributionModel:
             rounding, fewer token positions computed). False runs every row in full.
         pack_targets: causal LMs whose bundle has the packed graphs: perturbation methods score every
             continuation from one row (same results within float rounding; a Shapley max_evaluations
-            budget counts packed rows). False: a row per continuation.
+            budget counts packed rows); bundles with the shared gradient graph: gradient methods take
+            every target's gradient from one forward. False: a row per target.
         evaluate: True, metric names or an attribfast.Faithfulness: attach faithfulness figures (evaluate()).
         """
         method = resolve_method(method, self.methods)
@@ -282,7 +283,7 @@ class AttributionModel:
         else:
             plan, contrast_plan = plan_with_contrast(self, encoded, targets, contrast, generate, per_token, method)
         if not pack_targets:
-            plan.packed = None
+            plan.packed = plan.shared_gradient = None
         policy = self._policy(method, batch_size, reuse_prefix)
         callback, finish = _progress_callback(progress)
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .bundle import MANIFEST, Bundle, sha256_of
 from .errors import BundleError, ExportError, OutputExistsError
+from .tasks.shared_gradient import GRAPH as SHARED_GRADIENT
 
 DTYPES = ("float32", "float16")
 
@@ -86,6 +87,10 @@ def to_float16(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, *, ove
 
     manifest = copy.deepcopy(source.manifest)
     graph_files = set()
+    # The looped backward would not keep its score head in fp32: the copy keeps a row per target.
+    if manifest["graphs"].pop(SHARED_GRADIENT, None) is not None:
+        graph_files.add(f"{SHARED_GRADIENT}.onnx")
+        manifest["shared_gradient"] = {"available": False, "reason": "fp16 copies keep a row per target"}
     for graph in manifest["graphs"].values():
         model = onnx.load(str(source.path / graph["file"]), load_external_data=False)
         graph_files.update(_external_files(model))

@@ -23,6 +23,11 @@ struct GradientProblem {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   std::vector<float> baseline;                 // [n, hidden_size]: the baseline embedding of each position, finite
+  // A shared-forward graph (one forward for several targets) when set: suffixes and extras are then
+  // per row group, target t is score column target_slot[t] of group target_group[t], and the
+  // gradient output is [batch, K, seq, hidden]. Rows of one group at one point run as one row.
+  std::vector<int64_t> target_group;
+  std::vector<int64_t> target_slot;
 };
 
 enum class Aggregation { kSum, kL2 };
@@ -43,7 +48,10 @@ class GradientRunner {
   GradientRunner(const Session& session, GradientProblem problem, BatchPolicy policy, const RunControl* control,
                  ProgressFn progress);
   int64_t n_positions() const { return static_cast<int64_t>(problem_.ids.size()); }
-  int64_t n_targets() const { return static_cast<int64_t>(problem_.suffixes.size()); }
+  int64_t n_targets() const {
+    return static_cast<int64_t>(shared() ? problem_.target_group.size() : problem_.suffixes.size());
+  }
+  bool shared() const { return !problem_.target_group.empty(); }
   int64_t hidden_size() const { return problem_.hidden_size; }
   const std::vector<float>& input_embeddings() const { return input_; }
   const std::vector<float>& baseline() const { return problem_.baseline; }

@@ -38,6 +38,7 @@ from ..tasks.prefix import PREFIX, SUFFIX
 from .load import load_model, torch_or_error
 from .packing import validate_packing
 from .reuse import reuse_cases, reuse_graphs, run_reuse
+from .shared import SHARED, graph_io, loop_over_targets, ones_cotangent, shared_cases, source_of, validate_shared
 from .validation import ExportTolerance, check_errors, example_inputs, reference_cases, run_cases, try_optimize
 
 DEFAULT_OPSET = 18
@@ -63,6 +64,7 @@ def export_model(
     progress: Callable[[str], None] | None = None,
     prefix_reuse: bool = True,
     packed_targets: bool = True,
+    shared_gradient: bool = True,
 ) -> Path:
     """Exports a Hugging Face model (or its local directory) to an attribution bundle.
 
@@ -88,6 +90,9 @@ def export_model(
         packed_targets: causal LMs: also export the packed score graphs, which score every
             continuation of a prompt from one row (kept only where the model honours a block mask
             and position ids, and the packed scores match the unpacked ones).
+        shared_gradient: also export the shared_gradient graph, which returns the gradients of
+            several targets (classes, references, packed continuations) from one forward (kept only
+            where it matches the per-target gradient graph). False: a faster export.
 
     Returns the bundle path. Raises UnsupportedArchitectureError naming a missing capability, or
     ExportValidationError naming the graph that disagrees with torch and by how much.
@@ -111,7 +116,7 @@ def export_model(
     import onnx
     import transformers
 
-    from .trace import carve, trace_joint
+    from .trace import COTANGENT, carve, trace_joint
 
     say("loading the model")
     model, tokenizer = load_model(model, task, tokenizer, say)
@@ -147,17 +152,26 @@ def export_model(
             extra_args += [extra.example(ids, mask) for extra in packed]
             packing_note = {"available": bool(packed), **({"reason": reason} if reason else {})}
     say("tracing and converting the graphs")
+    source = source_of(task, PACKED in {extra.name for extra in extras}) if shared_gradient else None
+    shared_note = {"available": False, "reason": "not requested (shared_gradient=False)" if not shared_gradient
+                   else f"{task.name} targets do not share a row"}
     while True:
         try:
             example = (ids, mask, targets, extra_args)
-            traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length)
+            traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length,
+                                 source)
             break
         except ExportError as e:
-            # The packed and prefix-reuse graphs are optimisations: without them the bundle still
-            # attributes. Retrace without the packed suffix graph, then the packed graph, then reuse.
+            # The packed, shared-gradient and prefix-reuse graphs are optimisations: without them the
+            # bundle still attributes. Retrace without the shared gradient, the packed suffix graph,
+            # then the packed graph, then reuse.
             why = f"did not trace: {str(e)[:500]}"
             names = {extra.name for extra in extras}
-            if PACKED_SUFFIX in names:
+            if source is not None:
+                say("the shared gradient graph did not trace; exporting without it")
+                shared_note = {"available": False, "reason": "the shared gradient graph " + why}
+                source = None
+            elif PACKED_SUFFIX in names:
                 say("the packed suffix graph did not trace; exporting without it")
                 packing_note = {**packing_note, "reuse": False, "reason": "the packed suffix graph " + why}
                 extras, extra_args = _without_reuse(extras, extra_args, (PACKED_SUFFIX,))
@@ -180,7 +194,14 @@ def export_model(
         targets_read = list(task.target_inputs) if extra.with_targets else []
         graphs[extra.name] = (["input_ids", "attention_mask", *extra.inputs, *targets_read], [extra.output])
     for name, (inputs, outputs) in graphs.items():
-        carve(traced, out / f"{name}.onnx", inputs, outputs, from_ids=inputs[0] == "input_ids")
+        cotangent = name == "gradient" and source == "scores"
+        read = inputs + [COTANGENT] * cotangent
+        carve(traced, out / f"{name}.onnx", read, outputs, from_ids=inputs[0] == "input_ids")
+        if cotangent:
+            ones_cotangent(out / "gradient.onnx", task.target_inputs[0])
+    if source is not None:
+        graphs[SHARED] = graph_io(task, source)
+        shared_note = _carve_shared(traced, out, graphs, source, task.target_inputs[0])
     del traced
 
     say("writing the tokenizer and the embedding matrix")
@@ -204,6 +225,8 @@ def export_model(
     reuse_references = reuse_cases(task, model, score_module, max_length) if reuse_graphs(extras) else None
     architecture = (config.architectures or [type(model).__name__])[0]
     task_fields = task.manifest_fields(model, tokenizer)
+    # The shared-gradient check compares two ONNX graphs; it needs the model only for its inputs.
+    checks_of_shared = shared_cases(task, model, source, max_length) if SHARED in graphs else None
     if not optimize:
         extras = [types.SimpleNamespace(name=extra.name) for extra in extras]
         del model, score_module, embedding, extra_args
@@ -231,6 +254,17 @@ def export_model(
                 say(f"dropping {name}.onnx: {packing_note.get('reason', '')}")
                 (out / f"{name}.onnx").unlink()
                 del graphs[name]
+
+    if SHARED in graphs:
+        if PACKED in graphs or not task.causal:
+            shared_note = validate_shared(checks_of_shared, out, tolerance)
+        else:
+            shared_note = {"available": False, "reason": "the packed graph was dropped"}
+        if not shared_note["available"]:
+            # Wrong shared gradients must not be used: the engine keeps a row per target.
+            say(f"dropping {SHARED}.onnx: {shared_note['reason']}")
+            (out / f"{SHARED}.onnx").unlink()
+            del graphs[SHARED]
 
     optimization = None
     if optimize:
@@ -264,6 +298,7 @@ def export_model(
         "optimization": optimization,
         "prefix_reuse": reuse_note,
         "packing": packing_note,
+        "shared_gradient": shared_note,
         "versions": {
             "attribfast": _version(),
             "torch": torch.__version__,
@@ -279,6 +314,23 @@ def export_model(
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"done in {manifest['export_seconds']} s, peak memory {manifest['peak_memory_mb']} MB")
     return out
+
+
+def _carve_shared(traced, out: Path, graphs: dict, source: str, target: str) -> dict:
+    """Writes shared_gradient.onnx (export/shared.py), or leaves it out and says why."""
+    from .trace import COTANGENT, COTANGENT_GRAD, carve
+
+    inputs, _ = graphs[SHARED]
+    path = out / f"{SHARED}.onnx"
+    grad = "embeds_grad" if source == "scores" else COTANGENT_GRAD
+    try:
+        carve(traced, path, [*inputs, COTANGENT], [source, grad], from_ids=False)
+        loop_over_targets(path, source, grad, target)
+    except Exception as e:  # noqa: BLE001 - an optional graph: the bundle attributes without it
+        path.unlink(missing_ok=True)
+        del graphs[SHARED]
+        return {"available": False, "reason": f"the shared gradient graph could not be built: {str(e)[:500]}"}
+    return {"available": True}
 
 
 def _without_reuse(extras, extra_args, dropped=(PREFIX, SUFFIX, PACKED_SUFFIX)):

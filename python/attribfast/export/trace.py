@@ -29,6 +29,8 @@ from ..tasks.base import sharing
 from .load import quiet
 
 WEIGHTS_FILE = "weights.data"
+COTANGENT = "score_cotangent"
+COTANGENT_GRAD = "cotangent_grad"
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,12 @@ def trace_joint(
     opset: int,
     external: bool,
     max_length: int,
+    cotangent_of: str | None = None,
 ) -> Traced:
-    """Traces and converts the joint function. example: (ids, mask, targets, extra example inputs)."""
+    """Traces and converts the joint function. example: (ids, mask, targets, extra example inputs).
+    cotangent_of: a score output whose vector-Jacobian product with a `score_cotangent` input the
+    joint also returns (export/shared.py): an extra graph's, as `cotangent_grad`, or "scores", as
+    `embeds_grad` itself (gradient.onnx then feeds ones)."""
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -73,27 +79,55 @@ def trace_joint(
         with torch.enable_grad():
             leaf = inputs_embeds.requires_grad_(True)
             scores = score_module(leaf, attention_mask, *rest[:n_targets])
-            (grad,) = torch.autograd.grad(scores.sum(), leaf)
+            if cotangent_of == "scores":
+                # One backward serves both graphs: gradient.onnx feeds a cotangent of ones.
+                (grad,) = torch.autograd.grad(scores, leaf, grad_outputs=rest[-2])
+            else:
+                (grad,) = torch.autograd.grad(scores.sum(), leaf)
         outputs = [scores, grad]
         for extra, own_slots in zip(extras, slots, strict=True):
             # The same leaf: the extra graphs reuse the hidden states traced for the scores (sharing()).
             own = tuple(rest[k] for k in own_slots)
             if extra.with_targets:
                 own = (*own, *rest[:n_targets])
-            outputs.append(extra.module(leaf, attention_mask, *own))
+            if extra.output == cotangent_of:
+                with torch.enable_grad():
+                    source, cotangent_grad = _differentiated(extra.module, leaf, attention_mask, own, rest[-2])
+                outputs.append(source)
+            else:
+                outputs.append(extra.module(leaf, attention_mask, *own))
+        if cotangent_of not in (None, "scores"):
+            outputs.append(cotangent_grad)
         outputs.append(embedding(rest[-1]))
         return tuple(outputs)
 
     embeds = embedding(ids).detach()
-    args = (embeds, mask, *targets, *shared_args, ids)
+    args = (embeds, mask, *targets, *shared_args)
     input_names = ["inputs_embeds", "attention_mask", *task.target_inputs, *slot_of]
     axes = {"inputs_embeds": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     axes.update(task.target_input_axes())
     for extra in extras:
         axes.update(extra.inputs)
+    output_names = ["scores", "embeds_grad", *(extra.output for extra in extras)]
+    if cotangent_of is not None:
+        # The cotangent has the shape of the scores it multiplies: one run of their module tells it.
+        source = output_names.index(cotangent_of)
+        with torch.no_grad():
+            if source == 0:
+                probe = score_module(embeds, mask, *targets)
+            else:
+                extra = extras[source - 2]
+                own = [shared_args[k - n_targets] for k in slots[source - 2]]
+                probe = extra.module(embeds, mask, *own, *(targets if extra.with_targets else ()))
+        args += (torch.randn(probe.shape, generator=torch.Generator().manual_seed(1)),)
+        input_names.append(COTANGENT)
+        axes[COTANGENT] = {0: "batch", 1: "targets"}
+        if source != 0:
+            output_names.append(COTANGENT_GRAD)
     input_names.append("input_ids")
     axes["input_ids"] = {0: "batch", 1: "sequence"}
-    output_names = ["scores", "embeds_grad", *(extra.output for extra in extras), "embedded_ids"]
+    output_names.append("embedded_ids")
+    args += (ids,)
 
     registry, table = _onnx_registry()
     with quiet(), sharing():
@@ -115,6 +149,23 @@ def trace_joint(
     else:
         proto = onnx_ir.serde.serialize_model(model)
     return Traced(proto, tuple(task.target_inputs), tuple(extras))
+
+
+def _differentiated(module, leaf, attention_mask, own, cotangent):
+    """(the module's scores, their vector-Jacobian product with the cotangent). A module with
+    split() (the packed score) gives the per-row gradient of its head from one backward with
+    ones, so that only the part from the hidden states back reads the cotangent."""
+    import torch
+
+    split = getattr(module, "split", None)
+    if split is None:
+        scores = module(leaf, attention_mask, *own)
+        return scores, torch.autograd.grad(scores, leaf, grad_outputs=cotangent)[0]
+    gathered, tail, spread = split(leaf, attention_mask, *own)
+    rows = gathered.detach().requires_grad_(True)
+    scores = tail(rows)
+    (per_row,) = torch.autograd.grad(scores.sum(), rows)
+    return scores, torch.autograd.grad(gathered, leaf, grad_outputs=per_row * spread(cotangent))[0]
 
 
 def _onnx_registry():

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _core
 from ..errors import ConvergenceWarning, InvalidInputError
 from .base import Method, _check_aggregation, _check_positive, _check_real
+from .shared_rounds import shared_then_per_target
 
 INTEGRATION_METHODS = (
     "gausslegendre",
@@ -70,23 +71,20 @@ class IntegratedGradients(Method):
         _check_aggregation(self.aggregation)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
-        problem, session = engine.gradient_problem(encoded, plan)
         embeddings = engine.embedding_matrix()
+        baseline = engine.embedding_baseline(self.baseline, encoded, embeddings)
         adaptive = self.tolerance is not None
-        result = _core.integrated_gradients(
-            session,
-            problem,
-            embeddings,
-            engine.embedding_baseline(self.baseline, encoded, embeddings),
-            self.method,
-            self.n_steps,
-            self.absolute_tolerance if adaptive else 0.0,
-            self.tolerance if adaptive else 0.0,
-            max(self.max_steps, self.n_steps),
-            self.aggregation,
-            policy,
-            progress,
-        )
+        absolute, relative = (self.absolute_tolerance, self.tolerance) if adaptive else (0.0, 0.0)
+        max_steps = max(self.max_steps, self.n_steps)
+
+        def run(problem, session, n_steps, max_steps):
+            return _core.integrated_gradients(session, problem, embeddings, baseline, self.method, n_steps, absolute,
+                                              relative, max_steps, self.aggregation, policy, progress)
+
+        if adaptive and engine.shares_gradients() and plan.shared_gradient is not None:
+            result = shared_then_per_target(run, engine, encoded, plan, self.n_steps, max_steps, absolute, relative)
+        else:
+            result = run(*engine.gradient_problem(encoded, plan), self.n_steps, max_steps)
         if adaptive:
             self._warn_unconverged(result, plan.labels)
         return result

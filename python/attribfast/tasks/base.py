@@ -38,6 +38,8 @@ class TargetPlan:
     extra_note: dict = field(default_factory=dict)
     # The same targets packed into fewer rows (tasks.packed.PackedPlan) for perturbation methods.
     packed: Any = None
+    # The targets that share a row for the shared-forward gradient graph (tasks.shared_gradient).
+    shared_gradient: Any = None
 
 
 @dataclass(frozen=True)

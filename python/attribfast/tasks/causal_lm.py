@@ -13,6 +13,7 @@ from ..errors import NonFiniteScoreError, TargetError, UnsupportedArchitectureEr
 from .base import ExtraGraph, TargetPlan, Task, as_list, shared, unique_labels
 from .packed import pack_continuations, packed_graphs
 from .prefix import prefix_graphs
+from .shared_gradient import packed_gradient_layout
 
 
 class CausalLM(Task):
@@ -128,6 +129,8 @@ class CausalLM(Task):
         derived = manifest.get("dtype") == "float16" or manifest.get("quantization")
         if len(pieces) > 1 and "packed_score" in model._spec.graphs and not derived:
             plan.packed = pack_continuations(encoded.ids.size, pieces, model._pad_id())
+        if len(pieces) > 1:
+            plan.shared_gradient = packed_gradient_layout(encoded.ids.size, pieces, model._pad_id())
         return plan
 
     def _generated(self, model, encoded, count: int) -> TargetPlan:

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import NonFiniteScoreError, TargetError, UnsupportedArchitectureError
 from .base import TargetPlan, Task, as_list, no_generate
+from .shared_gradient import one_row
 
 
 class Classification(Task):
@@ -92,6 +93,7 @@ class Classification(Task):
             horizons=[-1],
             gradient_suffixes=[[]] * len(chosen),
             gradient_extras={"target_classes": classes.reshape(-1, 1)},
+            shared_gradient=one_row({"target_classes": classes.reshape(1, -1)}, len(chosen)),
         )
 
 

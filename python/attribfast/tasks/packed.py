@@ -189,11 +189,31 @@ def packed_graphs(
 
     class PackedScore(torch.nn.Module):
         def forward(self, inputs_embeds, attention_mask, suffix_offsets, suffix_segments, *targets):
+            return scores_at(self.hidden(inputs_embeds, attention_mask, suffix_offsets, suffix_segments), *targets)
+
+        def hidden(self, inputs_embeds, attention_mask, suffix_offsets, suffix_segments):
             positions, allowed = packed_layout(attention_mask, suffix_offsets, suffix_segments, 0, inputs_embeds.dtype)
-            hidden = base(
+            return base(
                 inputs_embeds=inputs_embeds, attention_mask=allowed, position_ids=positions, use_cache=False
             ).last_hidden_state
-            return scores_at(hidden, *targets)
+
+        def split(self, inputs_embeds, attention_mask, suffix_offsets, suffix_segments, *targets):
+            """(the hidden states at the scored positions [b, t*n, hidden], the rest of the score
+            (those states -> scores [b, t]), a cotangent [b, t] spread over their rows [b, t*n, 1]).
+            Each row belongs to one target, so the shared gradient graph (export/shared.py) runs
+            the head's backward once for all targets and only the rest once per target."""
+            hidden = self.hidden(inputs_embeds, attention_mask, suffix_offsets, suffix_segments)
+            score_positions = targets[0]
+            b, t, n = score_positions.shape
+            index = score_positions.reshape(b, t * n, 1).expand(b, t * n, hidden.shape[-1])
+
+            def tail(gathered):
+                return reduce_scores(final_logits(model, head(gathered)), *targets, score)
+
+            def spread(cotangent):
+                return cotangent.unsqueeze(-1).expand(b, t, n).reshape(b, t * n, 1)
+
+            return torch.gather(hidden, 1, index), tail, spread
 
     problem = _probe(model, score_module, PackedScore().eval())
     if problem is not None:

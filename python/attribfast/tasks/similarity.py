@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import InputTooLongError, TargetError
 from .base import ExtraGraph, TargetPlan, Task, as_list, no_generate, shared
+from .shared_gradient import one_row
 
 
 class Similarity(Task):
@@ -88,4 +89,5 @@ class Similarity(Task):
             horizons=[-1],
             gradient_suffixes=[[]] * len(references),
             gradient_extras={"reference_embeddings": stacked[:, None, :]},
+            shared_gradient=one_row({"reference_embeddings": stacked[None]}, len(references)),
         )
