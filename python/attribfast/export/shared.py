@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tasks.packed import OFFSETS, PACKED_OUTPUT, SEGMENTS
-from .trace import COTANGENT
+from .trace import COTANGENT, outer_names
 
 SHARED = "shared_gradient"
 SHARED_GRADS = "embeds_grads"
@@ -59,7 +59,7 @@ def loop_over_targets(path: Path, source: str, grad: str, target: str) -> None:
             # The trace may take a dynamic size from the cotangent: the forward must not wait on
             # the loop for it.
             _size_from_targets(node, target)
-        reads = set(node.input) | _outer_names(node)
+        reads = set(node.input) | outer_names(node)
         if reads & dependent:
             dependent.update(node.output)
             body.append(node)
@@ -158,16 +158,6 @@ def _size_from_targets(node, target: str) -> None:
     del node.attribute[:]
     node.attribute.extend([helper.make_attribute("start", bounds[0]), helper.make_attribute("end", bounds[1])])
     node.input[0] = target
-
-
-def _outer_names(node) -> set:
-    names = set()
-    for attribute in node.attribute:
-        for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-            for inner in sub.node:
-                names.update(name for name in inner.input if name)
-                names.update(_outer_names(inner))
-    return names
 
 
 def shared_cases(task, model, source: str, max_length: int) -> list:

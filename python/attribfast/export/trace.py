@@ -295,7 +295,7 @@ def carve(traced: Traced, path: Path, inputs: list[str], outputs: list[str], fro
         if k is None or k in kept:
             continue
         kept.add(k)
-        for name in [*nodes[k].input, *_outer_names(nodes[k])]:
+        for name in [*nodes[k].input, *outer_names(nodes[k])]:
             if name and name not in needed:
                 needed.add(name)
                 stack.append(name)
@@ -364,7 +364,7 @@ def _topological(nodes: list) -> list:
                 order.append(nodes[k])
                 continue
             stack.append((k, True))
-            for name in reversed([*nodes[k].input, *_outer_names(nodes[k])]):
+            for name in reversed([*nodes[k].input, *outer_names(nodes[k])]):
                 j = producer.get(name)
                 if j is not None and j not in done:
                     stack.append((j, False))
@@ -379,12 +379,12 @@ def _copy(node):
     return copy
 
 
-def _outer_names(node) -> set:
+def outer_names(node) -> set:
     """Names a node's subgraphs (If / Loop bodies) read from the enclosing graph."""
     names = set()
     for attribute in node.attribute:
         for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
             for inner in sub.node:
                 names.update(name for name in inner.input if name)
-                names.update(_outer_names(inner))
+                names.update(outer_names(inner))
     return names
