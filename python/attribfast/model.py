@@ -341,10 +341,10 @@ class AttributionModel:
 
     def _device_budget(self, session: Session) -> int:
         """Activation bytes a GPU batch may take: the user's budget, else a share of the device memory
-        free when this session first runs, read once per session (later reads would see its own arena
-        as used). Each session keeps its arena, so each takes a share of what the earlier ones left:
-        one budget for all of a model's sessions let them hold the whole device between them, and the
-        next session on an H200 could not even get a cuBLAS handle."""
+        free when `session` (the graph the method needs: forward or gradient) first runs, read once per
+        session (later reads would see its own arena as used), so the gradient graph takes a share of
+        what the forward's arena left. The suffix and packed graphs a sweep runs instead of the
+        forward share the forward's budget, and their arenas add up (not solved yet)."""
         if self._memory_budget_given:
             return self._memory_budget
         if id(session) not in self._device_budgets:
