@@ -1,7 +1,7 @@
 """The family matrix: one tiny random-init model per architecture family, with a tokenizer trained
 here whose vocabulary is the model's (tests/tiny_models.py), exported and checked against Captum by
-tests/test_families.py. `python tests/families.py` prints the table of docs/models.md from a
-results file the test writes (ATTRIBFAST_FAMILY_RESULTS)."""
+tests/test_families.py and tests/test_families_odd.py. `python tests/families.py` prints the table
+of docs/models.md from a results file the tests write (ATTRIBFAST_FAMILY_RESULTS)."""
 
 from __future__ import annotations
 
@@ -211,8 +211,9 @@ def markdown(results: dict) -> str:
     lines = [
         "# Tested model families",
         "",
-        "Generated from the CI test `tests/test_families.py`: `ATTRIBFAST_FAMILY_RESULTS=r.json python -m pytest",
-        "tests/test_families.py`, then `python tests/families.py r.json > docs/models.md`. Each family: a tiny",
+        "Generated from the CI tests `tests/test_families*.py`: `ATTRIBFAST_FAMILY_RESULTS=r.json python -m pytest",
+        "-n 0 tests/test_families.py tests/test_families_odd.py` (one process: both write r.json), then",
+        "`python tests/families.py r.json > docs/models.md`. Each family: a tiny",
         "random-init model (2 layers, width 32; encoder-decoders: one encoder and one decoder layer)",
         "with a tokenizer trained in the test, exported, then occlusion compared with Captum within 1e-5 and input",
         "x gradient within 1e-4. seq2seq scores a target text by teacher forcing (its tokens with the special",

@@ -44,7 +44,7 @@ def one_by_one(model, texts, targets, method):
 ROW_TOLERANCE = 1e-5 if "cuda" in default_providers() else 1e-6
 
 
-def assert_rows_match(frame, expected):
+def assert_rows_match(frame, expected, rtol=0.0):
     assert len(frame) == len(expected)
     for (_, row), want in zip(frame.iterrows(), expected, strict=True):
         if isinstance(want, Exception):
@@ -54,8 +54,8 @@ def assert_rows_match(frame, expected):
         assert row["error"] == ""
         got = to_attribution(row)
         assert got.tokens == want.tokens and got.targets == want.targets
-        np.testing.assert_allclose(got.matrix, want.matrix, atol=ROW_TOLERANCE, rtol=0)
-        np.testing.assert_allclose(got.target_scores, want.target_scores, atol=ROW_TOLERANCE, rtol=0)
+        np.testing.assert_allclose(got.matrix, want.matrix, atol=ROW_TOLERANCE, rtol=rtol)
+        np.testing.assert_allclose(got.target_scores, want.target_scores, atol=ROW_TOLERANCE, rtol=rtol)
 
 
 def test_targets_are_one_spec_for_all_or_aligned_with_the_texts():

@@ -84,4 +84,17 @@ double real_arg(const py::handle& value, const char* name) {
   return x;
 }
 
+Aggregation aggregation_arg(const std::string& name) {
+  if (name == "sum") return Aggregation::kSum;
+  if (name == "l2") return Aggregation::kL2;
+  throw InvalidInputError("unknown aggregation '" + name + "' (possible: sum, l2)");
+}
+
+NoiseTunnelType nt_type_arg(const std::string& name) {
+  if (name == "smoothgrad") return NoiseTunnelType::kSmoothGrad;
+  if (name == "smoothgrad_sq") return NoiseTunnelType::kSmoothGradSq;
+  if (name == "vargrad") return NoiseTunnelType::kVarGrad;
+  throw InvalidInputError("unknown nt_type '" + name + "' (possible: smoothgrad, smoothgrad_sq, vargrad)");
+}
+
 }  // namespace attribfast::bindings

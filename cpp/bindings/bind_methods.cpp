@@ -87,12 +87,6 @@ void bind_ints(py::class_<Class>& cls, const char* name, Vector Class::*field, i
                    });
 }
 
-Aggregation aggregation_of(const std::string& name) {
-  if (name == "sum") return Aggregation::kSum;
-  if (name == "l2") return Aggregation::kL2;
-  throw InvalidInputError("unknown aggregation '" + name + "' (possible: sum, l2)");
-}
-
 }  // namespace
 
 void bind_methods(py::module_& m) {
@@ -293,7 +287,7 @@ void bind_methods(py::module_& m) {
     IntegratedGradientsParams params{method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps),
                                      real_arg(tolerance, "tolerance"), real_arg(relative_tolerance, "relative_tolerance"),
                                      int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
-                                     aggregation_of(aggregation)};
+                                     aggregation_arg(aggregation)};
     return run_gradient_method(s, problem, embeddings, baseline, policy, progress,
                                [&](GradientRunner& r) { return integrated_gradients(r, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("baseline"), py::arg("method"),
@@ -306,7 +300,7 @@ void bind_methods(py::module_& m) {
     if (kind != "saliency" && kind != "input_x_gradient") {
       throw InvalidInputError("unknown gradient method '" + kind + "' (possible: saliency, input_x_gradient)");
     }
-    const Aggregation agg = aggregation_of(aggregation);
+    const Aggregation agg = aggregation_arg(aggregation);
     // Gradients at the input need no baseline; a zero one keeps the runner's shape checks simple.
     FloatArray zero_baseline(std::vector<py::ssize_t>{
         static_cast<py::ssize_t>(problem.ids.size()), embeddings.ndim() == 2 ? embeddings.shape(1) : 0});
@@ -334,17 +328,14 @@ void bind_methods(py::module_& m) {
     params.alphas.assign(alphas.data(), alphas.data() + alphas.size());
     params.weights.assign(weights.data(), weights.data() + weights.size());
     params.absolute = absolute;
-    if (nt_type == "smoothgrad") params.nt_type = NoiseTunnelType::kSmoothGrad;
-    else if (nt_type == "smoothgrad_sq") params.nt_type = NoiseTunnelType::kSmoothGradSq;
-    else if (nt_type == "vargrad") params.nt_type = NoiseTunnelType::kVarGrad;
-    else throw InvalidInputError("unknown nt_type '" + nt_type + "' (possible: smoothgrad, smoothgrad_sq, vargrad)");
-    params.aggregation = aggregation_of(aggregation);
+    params.nt_type = nt_type_arg(nt_type);
+    params.aggregation = aggregation_arg(aggregation);
     // The runner's own baseline is unused here (each sample names its own); zeros pass its checks.
     FloatArray zero_baseline(std::vector<py::ssize_t>{
         static_cast<py::ssize_t>(problem.ids.size()), embeddings.ndim() == 2 ? embeddings.shape(1) : 0});
     std::fill(zero_baseline.mutable_data(), zero_baseline.mutable_data() + zero_baseline.size(), 0.0f);
     return run_gradient_method(s, problem, embeddings, zero_baseline, policy, progress,
-                               [&](GradientRunner& r) { return sampled_gradients(r, params); });
+                               [&](GradientRunner& r) { return run_sweep(r, *sampled_gradients_sweep(r, std::move(params))); });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("noise"), py::arg("baselines"),
      py::arg("baseline_index"), py::arg("alphas"), py::arg("weights"), py::arg("absolute"), py::arg("nt_type"),
      py::arg("aggregation"), py::arg("policy"), py::arg("progress") = py::none());

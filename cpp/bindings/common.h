@@ -11,9 +11,11 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "attribfast/gradient.h"
 #include "attribfast/session.h"
 
 namespace attribfast::bindings {
@@ -33,6 +35,10 @@ std::vector<int64_t> int_list_arg(const py::handle& values, const char* name, in
 std::vector<std::vector<int64_t>> int_lists_arg(const py::handle& values, const char* name, int64_t lo = 0,
                                                 int64_t hi = kInt64Max);
 double real_arg(const py::handle& value, const char* name);  // any float-convertible, NaN included
+
+// "sum" | "l2", and "smoothgrad" | "smoothgrad_sq" | "vargrad"; anything else lists the names.
+Aggregation aggregation_arg(const std::string& name);
+NoiseTunnelType nt_type_arg(const std::string& name);
 
 int element_type_of(const py::dtype& dtype);
 py::dtype dtype_of(int element_type);

@@ -65,4 +65,58 @@ std::vector<AttributionResult> pooled_sweep(const Session& session, std::vector<
   return results;
 }
 
+std::vector<AttributionResult> pooled_gradient_sweep(const Session& session, std::vector<GradientProblem> problems,
+                                                     const BatchPolicy& policy, const RunControl* control,
+                                                     ProgressFn progress, const MakeSweep& make) {
+  if (problems.empty()) throw InvalidInputError("a pooled sweep needs at least one text");
+  const auto start = std::chrono::steady_clock::now();
+  GradientBatcher batcher(session, policy, control, std::move(progress));
+  const size_t n_texts = problems.size();
+  std::vector<std::unique_ptr<GradientRunner>> runners;
+  std::vector<std::unique_ptr<GradientSweep>> sweeps;
+  std::vector<GradientRunner::Consumer> consumers;
+  for (size_t i = 0; i < n_texts; ++i) {
+    if (control) control->throw_if_cancelled();
+    runners.push_back(std::make_unique<GradientRunner>(session, std::move(problems[i]), policy, control, nullptr));
+    sweeps.push_back(make(i, *runners.back()));
+    GradientSweep* sweep = sweeps.back().get();
+    consumers.emplace_back([sweep](size_t r, double score, const float* grad) { sweep->consume(r, score, grad); });
+  }
+  // Progress totals: all rows up front where every sweep knows them, else each round's as it starts.
+  int64_t planned = 0;
+  for (const auto& sweep : sweeps) {
+    const int64_t rows = sweep->planned_rows();
+    planned = planned >= 0 && rows > 0 ? planned + rows : -1;
+  }
+  if (planned > 0) batcher.plan_rows(planned);
+  std::vector<bool> done(n_texts, false);
+  for (;;) {
+    std::vector<GradientBatcher::Work> work;
+    int64_t rows = 0;
+    for (size_t i = 0; i < n_texts; ++i) {
+      if (done[i]) continue;
+      const auto& round = sweeps[i]->next_rows();
+      if (round.empty()) {
+        done[i] = true;
+        continue;
+      }
+      work.push_back({runners[i].get(), &round, &consumers[i]});
+      rows += static_cast<int64_t>(round.size());
+    }
+    if (work.empty()) break;
+    if (planned <= 0) batcher.expect_rows(rows);
+    batcher.run(work);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  int64_t total_rows = 0;
+  for (const auto& runner : runners) total_rows += runner->rows_run();
+  std::vector<AttributionResult> results;
+  results.reserve(n_texts);
+  for (size_t i = 0; i < n_texts; ++i) {
+    results.push_back(sweeps[i]->finish());
+    results.back().seconds = total_rows > 0 ? seconds * results.back().rows_run / total_rows : 0.0;
+  }
+  return results;
+}
+
 }  // namespace attribfast

@@ -16,35 +16,14 @@
 #include "attribfast/math.h"
 #include "attribfast/perturbation.h"
 #include "attribfast/pooled.h"
+#include "check.h"
 
 using namespace attribfast;
 
+// gradient_tests.cpp
+void test_gradients(Runtime& rt, const std::string& models);
+
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define EXPECT(condition)                                                              \
-  do {                                                                                 \
-    ++g_checks;                                                                        \
-    if (!(condition)) {                                                                \
-      ++g_failures;                                                                    \
-      std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #condition);    \
-    }                                                                                  \
-  } while (0)
-#define EXPECT_NEAR(a, b, tol) EXPECT(std::fabs((a) - (b)) <= (tol))
-
-template <typename E>
-bool throws(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-  return false;
-}
 
 void test_quadrature() {
   auto gl = math::quadrature("gausslegendre", 2);
@@ -436,73 +415,6 @@ void test_pooled(const Session& session) {
   }));
 }
 
-// square_gradient.onnx: score S^2 and "gradient" 2 / S at every element, S the sum of the row's
-// embeddings. Input x = e1, e2 = (1, 1), (2, 0): S = 4. Noise +0.25 everywhere (sample 0: S = 5)
-// and -0.5 (sample 1: S = 2), so the values below follow by hand.
-void test_sampled_gradients(Runtime& rt, const std::string& models) {
-  Session session(rt, models + "/square_gradient.onnx", SessionConfig{});
-  const std::vector<float> table{-1, -1, 1, 1, 2, 0};
-  GradientProblem problem;
-  problem.ids = {1, 2};
-  problem.suffixes = {{}, {}};  // two targets, the same score
-  problem.embeddings = table.data();
-  problem.vocab_size = 3;
-  problem.hidden_size = 2;
-  problem.baseline.assign(4, 0.0f);
-  BatchPolicy policy;
-  policy.batch_size = 3;
-  SampledGradientParams params;
-  params.noise = {0.25f, 0.25f, 0.25f, 0.25f, -0.5f, -0.5f, -0.5f, -0.5f};
-  params.baselines = {-1, -1, -1, -1};
-  params.baseline_index = {0, 0};
-  params.alphas = {1.0, 1.0};
-  params.weights = {1.0};
-  params.absolute = true;  // saliency: |2 / S| = 0.4 and 1.0 per element
-  auto run = [&](const SampledGradientParams& p) {
-    GradientRunner runner(session, problem, policy, nullptr, nullptr);
-    return sampled_gradients(runner, p);
-  };
-  auto smooth = run(params);
-  for (int cell = 0; cell < 4; ++cell) {
-    EXPECT_NEAR(smooth.matrix[cell], 2 * 0.7, 1e-6);
-    // Per-sample sums 0.8 and 2.0: standard deviation 0.6 sqrt(2), over sqrt(2) samples.
-    EXPECT_NEAR(smooth.standard_error[cell], 0.6, 1e-6);
-  }
-  EXPECT_NEAR(smooth.clean_scores[1], 16.0, 1e-5);
-  EXPECT(smooth.rows_run == 2 + 2 * 2 && smooth.samples == 2);
-  params.nt_type = NoiseTunnelType::kSmoothGradSq;
-  EXPECT_NEAR(run(params).matrix[0], 2 * 0.58, 1e-6);
-  params.nt_type = NoiseTunnelType::kVarGrad;
-  auto var = run(params);
-  EXPECT_NEAR(var.matrix[3], 2 * (0.58 - 0.49), 1e-6);
-  EXPECT(var.standard_error.empty());
-  params.nt_type = NoiseTunnelType::kSmoothGrad;
-  params.aggregation = Aggregation::kL2;
-  EXPECT_NEAR(run(params).matrix[2], std::sqrt(2 * 0.49), 1e-6);
-  // GradientSHAP's form: (x_s - b) * grad(b + alpha_s (x_s - b)), b = (-1, -1) per token. The point's
-  // sum is -4 + alpha (S_s + 4): 0.5 for alpha 0.5 (grad 4), -2.5 for alpha 0.25 (grad -0.8).
-  params.aggregation = Aggregation::kSum;
-  params.absolute = false;
-  params.alphas = {0.5, 0.25};
-  auto shap = run(params);
-  // Token 0: (x_0 - b) sums to 4.5 and 3 in the two samples: (18 - 2.4) / 2.
-  EXPECT_NEAR(shap.matrix[0], 7.8, 1e-5);
-  EXPECT_NEAR(shap.matrix[1 * 2 + 1], 7.8, 1e-5);
-  // Bad shapes and values are typed errors.
-  auto bad = params;
-  bad.baseline_index = {0, 1};
-  EXPECT(throws<InvalidInputError>([&] { run(bad); }));
-  bad = params;
-  bad.noise.pop_back();
-  EXPECT(throws<InvalidInputError>([&] { run(bad); }));
-  bad = params;
-  bad.baselines[2] = std::nanf("");
-  EXPECT(throws<InvalidInputError>([&] { run(bad); }));
-  bad = params;
-  bad.alphas = {0.5};
-  EXPECT(throws<InvalidInputError>([&] { run(bad); }));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -519,7 +431,7 @@ int main(int argc, char** argv) {
   test_prefix_groups();
   if (!library.empty()) {
     test_engine(library, models);
-    test_sampled_gradients(Runtime::load(library), models);
+    test_gradients(Runtime::load(library), models);
   }
   std::printf("%d checks, %d failed%s\n", g_checks, g_failures, library.empty() ? " (engine tests skipped: no --ort-lib)" : "");
   return g_failures == 0 ? 0 : 1;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,16 +44,22 @@ struct IntegratedGradientsParams {
   Aggregation aggregation = Aggregation::kSum;
 };
 
+class GradientBatcher;
+
 class GradientRunner {
  public:
   GradientRunner(const Session& session, GradientProblem problem, BatchPolicy policy, const RunControl* control,
                  ProgressFn progress);
+  ~GradientRunner();
+  GradientRunner(const GradientRunner&) = delete;
+  GradientRunner& operator=(const GradientRunner&) = delete;
   int64_t n_positions() const { return static_cast<int64_t>(problem_.ids.size()); }
   int64_t n_targets() const {
     return static_cast<int64_t>(shared() ? problem_.target_group.size() : problem_.suffixes.size());
   }
   bool shared() const { return !problem_.target_group.empty(); }
   int64_t hidden_size() const { return problem_.hidden_size; }
+  const GradientProblem& problem() const { return problem_; }
   const std::vector<float>& input_embeddings() const { return input_; }
   const std::vector<float>& baseline() const { return problem_.baseline; }
 
@@ -76,31 +83,77 @@ class GradientRunner {
   void run(const std::vector<Row>& rows, const Consumer& consume);
   int64_t rows_run() const { return rows_run_; }
   double seconds() const;
-  void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  void expect_rows(int64_t rows);
   // The total rows of a run split over several run() calls, for progress; run() then adds none.
-  void plan_rows(int64_t rows) {
-    rows_expected_ = rows;
-    planned_ = true;
-  }
+  void plan_rows(int64_t rows);
   // Throws CancelledError once the run is cancelled; for long work between model runs.
   void check_cancelled() const;
 
+  // What runners must share for their rows to run in one batch: input and output names, the
+  // shared graph's use, the hidden size and each extra input's name, type and row shape.
+  std::string batch_key() const;
+  // Tokens a row of target group `group` runs: the input and that group's suffix.
+  int64_t row_length(int64_t group) const {
+    return n_positions() + static_cast<int64_t>(problem_.suffixes[group].size());
+  }
+  // Writes the embeddings of a graph row (group, point) into dest [row_length(group), hidden].
+  void fill_row(int64_t group, double alpha, int64_t sample, float* dest) const;
+
  private:
+  friend class GradientBatcher;
   const Session& session_;
   GradientProblem problem_;
+  const RunControl* control_;
+  std::vector<float> input_;  // [n, hidden] embeddings of the input ids
+  int64_t rows_run_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  Samples samples_;
+  bool planned_ = false;
+  std::unique_ptr<GradientBatcher> batcher_;  // runs this runner's rows when it runs alone
+};
+
+// Runs the rows of one runner, or of many (a pooled corpus sweep: one runner per text), in batches
+// sorted by length. Rows of runners with the same batch_key share batches; a shorter row is padded
+// at its end with zero embeddings and mask 0.
+class GradientBatcher {
+ public:
+  GradientBatcher(const Session& session, BatchPolicy policy, const RunControl* control, ProgressFn progress);
+  struct Work {
+    GradientRunner* runner;
+    const std::vector<GradientRunner::Row>* rows;
+    const GradientRunner::Consumer* consume;
+  };
+  void run(const std::vector<Work>& work);
+  void expect_rows(int64_t rows) { rows_expected_ += rows; }
+  void plan_rows(int64_t rows) { rows_expected_ = rows; }
+
+ private:
+  const Session& session_;
   BatchPolicy policy_;
   const RunControl* control_;
   ProgressFn progress_;
-  std::vector<float> input_;  // [n, hidden] embeddings of the input ids
   int64_t rows_run_ = 0;
   int64_t rows_expected_ = 0;
-  std::chrono::steady_clock::time_point start_;
   HostBuffer embeds_buffer_, mask_buffer_;
   std::vector<HostBuffer> extra_buffers_;
   int64_t row_cap_ = INT64_MAX;  // lowered for the rest of the sweep when a batch did not fit
-  Samples samples_;
-  bool planned_ = false;
 };
+
+// A gradient method as rounds of rows: a round's rows run (alone, or pooled with other texts'
+// rounds), their gradients are consumed, and the next round may depend on them (adaptive IG).
+class GradientSweep {
+ public:
+  virtual ~GradientSweep() = default;
+  // The next round's rows; empty once the method is done. The rows stay valid until the next call.
+  virtual const std::vector<GradientRunner::Row>& next_rows() = 0;
+  virtual void consume(size_t row, double score, const float* gradient) = 0;
+  virtual AttributionResult finish() = 0;
+  // Rows of all rounds when known from the start (progress totals), else 0.
+  virtual int64_t planned_rows() const { return 0; }
+};
+
+// Runs a sweep's rounds on its own runner.
+AttributionResult run_sweep(GradientRunner& runner, GradientSweep& sweep);
 
 AttributionResult integrated_gradients(GradientRunner& runner, const IntegratedGradientsParams& params);
 
@@ -129,5 +182,12 @@ struct SampledGradientParams {
 AttributionResult sampled_gradients(GradientRunner& runner, const SampledGradientParams& params);
 AttributionResult saliency(GradientRunner& runner, Aggregation aggregation);
 AttributionResult input_x_gradient(GradientRunner& runner, Aggregation aggregation);
+
+// The methods above as sweeps (the runner must outlive the sweep), for pooled corpus runs.
+std::unique_ptr<GradientSweep> integrated_gradients_sweep(GradientRunner& runner,
+                                                          const IntegratedGradientsParams& params);
+std::unique_ptr<GradientSweep> gradient_at_input_sweep(GradientRunner& runner, Aggregation aggregation,
+                                                       bool times_input);
+std::unique_ptr<GradientSweep> sampled_gradients_sweep(GradientRunner& runner, SampledGradientParams params);
 
 }  // namespace attribfast

@@ -1,7 +1,8 @@
 """The pooled path of a corpus sweep: the variants of many texts evaluated in shared, length-sorted
 batches by one core call (_core.pooled_*), each result equal to its per-text call up to float32
-batching. Perturbation methods pool; gradient methods, Shapley sampling with a budget or explicit
-permutations, and calls with contrast or a progress callback run text by text (sweep.py).
+batching. Perturbation and gradient methods pool (adaptive integrated gradients too: the texts that
+need another round run it together); Shapley sampling with a budget or explicit permutations, and
+calls with contrast or a progress callback run text by text (sweep.py).
 
 Causal LMs: pooled rows run without prefix reuse, so their results match per-text calls with
 reuse_prefix=False exactly and those with reuse within float rounding. Texts with several
@@ -16,7 +17,19 @@ from collections.abc import Callable, Sequence
 from .. import _core
 from ..checks import check_target_texts, optional_count
 from ..errors import AttribfastError, InvalidInputError, TargetError
-from ..methods import FeatureAblation, KernelShap, Lime, Method, Occlusion, ShapleySampling
+from ..methods import (
+    FeatureAblation,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    KernelShap,
+    Lime,
+    Method,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+    ShapleySampling,
+)
 from ..methods.perturbation import _seed
 
 # Texts per core call: bounds the variants held in memory, and a chunk is the unit of progress.
@@ -30,7 +43,11 @@ def poolable(method: Method, options: dict) -> bool:
         return False
     if isinstance(method, ShapleySampling):
         return method.max_evaluations is None and method.max_seconds is None and method.permutations is None
-    return isinstance(method, Occlusion | FeatureAblation | KernelShap | Lime)
+    return isinstance(method, Occlusion | FeatureAblation | KernelShap | Lime | GRADIENT_METHODS)
+
+
+# Gradient methods whose configs run many texts at once (run_pooled).
+GRADIENT_METHODS = IntegratedGradients | Saliency | InputXGradient | NoiseTunnel | GradientShap
 
 
 def pooled_attributions(
@@ -56,7 +73,8 @@ def pooled_attributions(
             check_target_texts(text_targets)
             encoded = model._encode(text, truncate)
             plan = model._plan_targets(encoded, text_targets, generate, per_token)
-            ready.append((index, encoded, plan, _groups(method, engine, encoded)))
+            groups = None if isinstance(method, GRADIENT_METHODS) else _groups(method, engine, encoded)
+            ready.append((index, encoded, plan, groups))
         except AttribfastError as error:
             out[index] = error
     if not ready:
@@ -64,16 +82,30 @@ def pooled_attributions(
     pack = options.get("pack_targets", True)
     if not isinstance(pack, bool):
         raise InvalidInputError("pack_targets must be True or False")
-    # Texts whose plans run the same graph (packed continuations or one row per segment) share a core call.
-    calls: dict = {}
-    for k, (_, encoded, plan, _) in enumerate(ready):
-        if not pack:
-            plan.packed = None
-        problem, session = engine.score_problem(encoded, plan)
-        calls.setdefault(id(session), (session, []))[1].append((k, problem))
+    if not pack:
+        for _, _, plan, _ in ready:
+            plan.packed = plan.shared_gradient = None
     policy = model._policy(method, optional_count("batch_size", options.get("batch_size"), 1), False)
     seed = optional_count("seed", options.get("seed"), 0)
     report = _row_progress(progress, len(ready))
+    if isinstance(method, GRADIENT_METHODS):
+        results = method.run_pooled(engine, [(encoded, plan) for _, encoded, plan, _ in ready], policy, report, seed)
+        if isinstance(method, IntegratedGradients) and method.tolerance is not None:
+            for (_, _, plan, _), result in zip(ready, results, strict=True):
+                method.warn_unconverged(result, plan.labels, stacklevel=4)
+    else:
+        results = _perturbation_results(method, engine, ready, policy, report, seed)
+    for (index, encoded, plan, _), result in zip(ready, results, strict=True):
+        out[index] = model._attribution(encoded, plan, method, result)
+    return out
+
+
+def _perturbation_results(method: Method, engine, ready, policy, report, seed) -> list:
+    # Texts whose plans run the same graph (packed continuations or one row per segment) share a core call.
+    calls: dict = {}
+    for k, (_, encoded, plan, _) in enumerate(ready):
+        problem, session = engine.score_problem(encoded, plan)
+        calls.setdefault(id(session), (session, []))[1].append((k, problem))
     results: list = [None] * len(ready)
     for session, members in calls.values():
         problems = [problem for _, problem in members]
@@ -81,9 +113,7 @@ def pooled_attributions(
         for (k, _), result in zip(members, _run(method, engine, problems, groups, policy, report, seed, session),
                                   strict=True):
             results[k] = result
-    for (index, encoded, plan, _), result in zip(ready, results, strict=True):
-        out[index] = model._attribution(encoded, plan, method, result)
-    return out
+    return results
 
 
 def _groups(method: Method, engine, encoded):

@@ -11,7 +11,7 @@ import numpy as np
 from .. import _core
 from ..errors import ConvergenceWarning, InvalidInputError
 from .base import Method, _check_aggregation, _check_positive, _check_real
-from .shared_rounds import shared_then_per_target
+from .shared_rounds import integrated_rounds, pooled_by_session
 
 INTEGRATION_METHODS = (
     "gausslegendre",
@@ -71,25 +71,36 @@ class IntegratedGradients(Method):
         _check_aggregation(self.aggregation)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
-        embeddings = engine.embedding_matrix()
-        baseline = engine.embedding_baseline(self.baseline, encoded, embeddings)
-        adaptive = self.tolerance is not None
-        absolute, relative = (self.absolute_tolerance, self.tolerance) if adaptive else (0.0, 0.0)
-        max_steps = max(self.max_steps, self.n_steps)
-
-        def run(problem, session, n_steps, max_steps):
-            return _core.integrated_gradients(session, problem, embeddings, baseline, self.method, n_steps, absolute,
-                                              relative, max_steps, self.aggregation, policy, progress)
-
-        if adaptive and engine.shares_gradients() and plan.shared_gradient is not None:
-            result = shared_then_per_target(run, engine, encoded, plan, self.n_steps, max_steps, absolute, relative)
-        else:
-            result = run(*engine.gradient_problem(encoded, plan), self.n_steps, max_steps)
-        if adaptive:
-            self._warn_unconverged(result, plan.labels)
+        (result,) = self.run_pooled(engine, [(encoded, plan)], policy, progress, seed)
+        if self.tolerance is not None:
+            self.warn_unconverged(result, plan.labels, stacklevel=5)  # the caller of attribute()
         return result
 
-    def _warn_unconverged(self, result, labels) -> None:
+    def run_pooled(self, engine, inputs, policy, progress, seed) -> list:
+        """Core results for many (encoded, plan) pairs, their rows in shared batches; one pair is a
+        plain call. No warnings here: the caller warns per text (warn_unconverged)."""
+        embeddings = engine.embedding_matrix()
+        baselines = [engine.embedding_baseline(self.baseline, encoded, embeddings) for encoded, _ in inputs]
+        adaptive = self.tolerance is not None
+        absolute, relative = (self.absolute_tolerance, self.tolerance) if adaptive else (0.0, 0.0)
+
+        def run(jobs, n_steps, max_steps):
+            def call(session, indexes, problems):
+                return _core.pooled_integrated_gradients(
+                    session, problems, embeddings, [baselines[k] for k in indexes], self.method, n_steps, absolute,
+                    relative, max_steps, self.aggregation, policy, progress,
+                )
+
+            return pooled_by_session(call, jobs)
+
+        def allowed(result):
+            return absolute + relative * np.abs(np.asarray(result.clean_scores) - np.asarray(result.baseline_scores))
+
+        return integrated_rounds(run, engine, inputs, self.n_steps, max(self.max_steps, self.n_steps), adaptive,
+                                 allowed)
+
+    def warn_unconverged(self, result, labels, stacklevel: int = 2) -> None:
+        """A ConvergenceWarning per target whose delta is beyond the tolerance (adaptive runs)."""
         difference = np.abs(result.clean_scores - result.baseline_scores)
         allowed = self.tolerance * difference + self.absolute_tolerance
         for t in np.flatnonzero(np.abs(result.delta) > allowed):
@@ -100,7 +111,7 @@ class IntegratedGradients(Method):
                 f"(tolerance {self.tolerance:g}, max_steps {self.max_steps}); raise max_steps, or pass "
                 "tolerance=None for fixed steps",
                 ConvergenceWarning,
-                stacklevel=5,  # the caller of attribute()
+                stacklevel=stacklevel,
             )
 
 
@@ -132,9 +143,17 @@ class _GradientAtInput(Method):
         _check_aggregation(self.aggregation)
 
     def run(self, engine, encoded, plan, policy, progress, seed):
-        problem, session = engine.gradient_problem(encoded, plan)
+        return self.run_pooled(engine, [(encoded, plan)], policy, progress, seed)[0]
+
+    def run_pooled(self, engine, inputs, policy, progress, seed) -> list:
+        """Core results for many (encoded, plan) pairs, their rows in shared batches."""
         embeddings = engine.embedding_matrix()
-        return _core.gradient_at_input(session, problem, embeddings, self.name, self.aggregation, policy, progress)
+
+        def call(session, indexes, problems):
+            return _core.pooled_gradient_at_input(session, problems, embeddings, self.name, self.aggregation, policy,
+                                                  progress)
+
+        return pooled_by_session(call, [(k, *engine.gradient_problem(*item)) for k, item in enumerate(inputs)])
 
 
 @dataclass(frozen=True)

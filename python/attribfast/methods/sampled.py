@@ -4,7 +4,7 @@ The noise is drawn in Python, from numpy's default_rng(seed), in this order: the
 [n_samples, n_tokens, hidden] (standard deviation `stdevs`), then for GradientSHAP the baseline index of
 each sample (integers in [0, k)) and its point on the path (uniform in [0, 1)). It is added to the
 input embeddings of the attributed tokens only, never to a continuation or a target. The core then
-evaluates the gradient graph at every sample's points (_core.sampled_gradients) and combines them the
+evaluates the gradient graph at every sample's points (_core.pooled_sampled_gradients) and combines them the
 way Captum's NoiseTunnel and GradientShap do, so the same draws give Captum's numbers.
 """
 
@@ -19,6 +19,7 @@ from .. import _core
 from ..errors import InvalidInputError
 from .base import Method, _check_aggregation, _check_positive, _check_real
 from .gradient import EMBEDDING_BASELINES, InputXGradient, IntegratedGradients, Saliency, _check_baseline_array
+from .shared_rounds import pooled_by_session
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 # The noise of all samples is drawn and held at once: 2^28 float32 values (1 GiB) at most.
@@ -109,33 +110,30 @@ class NoiseTunnel(Method):
         }
 
     def run(self, engine, encoded, plan, policy, progress, seed):
-        embeddings = engine.embedding_matrix()
-        n, hidden = encoded.ids.size, embeddings.shape[1]
-        rng = np.random.default_rng(_seed(self, seed))
-        noise = _noise(rng, self.nt_samples, n, hidden, self.stdevs)
+        return self.run_pooled(engine, [(encoded, plan)], policy, progress, seed)[0]
+
+    def run_pooled(self, engine, inputs, policy, progress, seed) -> list:
+        """Core results for many (encoded, plan) pairs, their rows in shared batches; each text's
+        noise drawn from the seed as a call for that text alone draws it."""
         base = self.base
         if isinstance(base, IntegratedGradients):
             alphas, weights = _core.quadrature(base.method, base.n_steps)
-            baselines = engine.embedding_baseline(base.baseline, encoded, embeddings)[None]
         else:
             alphas, weights = np.ones(1), np.ones(1)
-            # input x gradient is (x - 0) * grad; saliency ignores the baseline.
-            baselines = np.zeros((1, n, hidden), np.float32)
-        return _run(
-            engine,
-            encoded,
-            plan,
-            policy,
-            progress,
-            noise,
-            baselines,
-            np.zeros(self.nt_samples, np.int64),
-            np.tile(alphas, (self.nt_samples, 1)),
-            weights,
-            isinstance(base, Saliency),
-            self.nt_type,
-            self.aggregation,
-        )
+        embeddings = engine.embedding_matrix()
+        draws = []
+        for encoded, _ in inputs:
+            n, hidden = encoded.ids.size, embeddings.shape[1]
+            noise = _noise(np.random.default_rng(_seed(self, seed)), self.nt_samples, n, hidden, self.stdevs)
+            if isinstance(base, IntegratedGradients):
+                baselines = engine.embedding_baseline(base.baseline, encoded, embeddings)[None]
+            else:
+                # input x gradient is (x - 0) * grad; saliency ignores the baseline.
+                baselines = np.zeros((1, n, hidden), np.float32)
+            points = np.tile(alphas, (self.nt_samples, 1))
+            draws.append(_Draws(noise, baselines, np.zeros(self.nt_samples, np.int64), points))
+        return _run_pooled(engine, inputs, draws, weights, isinstance(base, Saliency), self.nt_type, self.aggregation,
+                           policy, progress)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,51 +176,60 @@ class GradientShap(Method):
             )
 
     def run(self, engine, encoded, plan, policy, progress, seed):
+        return self.run_pooled(engine, [(encoded, plan)], policy, progress, seed)[0]
+
+    def run_pooled(self, engine, inputs, policy, progress, seed) -> list:
+        """Core results for many (encoded, plan) pairs, their rows in shared batches; each text's
+        draws made from the seed as a call for that text alone makes them."""
         embeddings = engine.embedding_matrix()
-        n, hidden = encoded.ids.size, embeddings.shape[1]
-        if isinstance(self.baselines, np.ndarray) and self.baselines.ndim == 3:
-            if self.baselines.shape[1:] != (n, hidden):
-                raise InvalidInputError(f"the baselines must have shape (k, {n}, {hidden}), got {self.baselines.shape}")
-            baselines = self.baselines.astype(np.float32)
-        else:
-            baselines = engine.embedding_baseline(self.baselines, encoded, embeddings)[None]
-        rng = np.random.default_rng(_seed(self, seed))
-        noise = _noise(rng, self.n_samples, n, hidden, self.stdevs)
-        index = rng.integers(0, baselines.shape[0], self.n_samples)
-        alphas = rng.uniform(0.0, 1.0, (self.n_samples, 1))
-        return _run(
-            engine,
-            encoded,
-            plan,
+        draws = []
+        for encoded, _ in inputs:
+            n, hidden = encoded.ids.size, embeddings.shape[1]
+            if isinstance(self.baselines, np.ndarray) and self.baselines.ndim == 3:
+                if self.baselines.shape[1:] != (n, hidden):
+                    raise InvalidInputError(
+                        f"the baselines must have shape (k, {n}, {hidden}), got {self.baselines.shape}"
+                    )
+                baselines = self.baselines.astype(np.float32)
+            else:
+                baselines = engine.embedding_baseline(self.baselines, encoded, embeddings)[None]
+            rng = np.random.default_rng(_seed(self, seed))
+            noise = _noise(rng, self.n_samples, n, hidden, self.stdevs)
+            index = rng.integers(0, baselines.shape[0], self.n_samples)
+            draws.append(_Draws(noise, baselines, index, rng.uniform(0.0, 1.0, (self.n_samples, 1))))
+        return _run_pooled(engine, inputs, draws, np.ones(1), False, "smoothgrad", self.aggregation, policy, progress)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """One text's samples: noise [n_samples, n, hidden], baselines [k, n, hidden], each sample's
+    baseline index and its points on the path [n_samples, K]."""
+
+    noise: np.ndarray
+    baselines: np.ndarray
+    index: np.ndarray
+    alphas: np.ndarray
+
+
+def _run_pooled(engine, inputs, draws, weights, absolute, nt_type, aggregation, policy, progress) -> list:
+    embeddings = engine.embedding_matrix()
+
+    def call(session, indexes, problems):
+        chosen = [draws[k] for k in indexes]
+        return _core.pooled_sampled_gradients(
+            session,
+            problems,
+            embeddings,
+            [d.noise for d in chosen],
+            [d.baselines for d in chosen],
+            [d.index.tolist() for d in chosen],
+            [d.alphas for d in chosen],
+            weights,
+            absolute,
+            nt_type,
+            aggregation,
             policy,
             progress,
-            noise,
-            baselines,
-            index,
-            alphas,
-            np.ones(1),
-            False,
-            "smoothgrad",
-            self.aggregation,
         )
 
-
-def _run(
-    engine, encoded, plan, policy, progress, noise, baselines, index, alphas, weights, absolute, nt_type, aggregation
-):
-    problem, session = engine.gradient_problem(encoded, plan)
-    return _core.sampled_gradients(
-        session,
-        problem,
-        engine.embedding_matrix(),
-        noise,
-        baselines,
-        index.tolist(),
-        alphas,
-        weights,
-        absolute,
-        nt_type,
-        aggregation,
-        policy,
-        progress,
-    )
+    return pooled_by_session(call, [(k, *engine.gradient_problem(*item)) for k, item in enumerate(inputs)])
