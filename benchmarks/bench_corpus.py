@@ -1,4 +1,4 @@
-"""Corpus occlusion: the pooled sweep vs the one-by-one loop, local Ray, a Captum loop and SHAP.
+"""Corpus sweeps: the pooled sweep vs the one-by-one loop, local Ray, a Captum loop and SHAP.
 
     python benchmarks/bench_corpus.py --repeats 3
 
@@ -15,6 +15,8 @@ BERT-tiny-shaped classifier (2 layers, hidden 128, random init), class "positive
   shap     shap's text explainer (Partition, shap.maskers.Text) on the same torch score, when shap
            is installed; a different algorithm, given occlusion's model-row budget per text
            (max_evals = n_tokens + 1) and batch_size 64
+--method saliency | integrated_gradients (16 Gauss-Legendre steps, fixed) compares pooled and loop
+for a gradient method instead (the other contenders are occlusion only).
 Rates are texts/s, medians of --repeats runs (pooled and loop interleaved, no warm-up beyond the
 correctness runs); slow contenders run on the first --slow-texts texts.
 Correctness first: pooled = loop (1e-6) and Captum = loop (1e-4) on the texts they share.
@@ -36,6 +38,12 @@ WORDS = (
     "simple programs explain predictions quickly"
 ).split()
 REFERENCE = "A fox jumps over a dog."
+# The method of the pooled / loop comparison, from the attribfast module.
+METHODS = {
+    "occlusion": lambda af: af.Occlusion(),
+    "saliency": lambda af: af.Saliency(),
+    "integrated_gradients": lambda af: af.IntegratedGradients(n_steps=16, tolerance=None),
+}
 
 
 def corpus(tokenizer, n_texts: int, seed: int = 0) -> list[str]:
@@ -60,9 +68,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=["pooled", "loop", "ray", "captum", "shap"])
     parser.add_argument("--model", choices=("minilm", "bert-tiny"), default="minilm")
+    parser.add_argument("--method", choices=tuple(METHODS), default="occlusion",
+                        help="gradient methods: the pooled and loop contenders only")
     args = parser.parse_args()
     import attribfast
     from attribfast.corpus import attribute_corpus
+
+    method = METHODS[args.method](attribfast)
+    if args.method != "occlusion":
+        args.only = [name for name in args.only if name in ("pooled", "loop")]
 
     task = MiniLM() if args.model == "minilm" else BertTiny()
     bundle, model = task.bundle, task.model
@@ -73,7 +87,6 @@ def main():
           f"{sum(lengths) + len(texts)} occlusion rows in all")
     slow = texts[: args.slow_texts]
     targets = task.targets
-    method = attribfast.Occlusion()
     rows = []
 
     def report(name, n, median, times):

@@ -41,8 +41,8 @@ def attribute_records(
     A text that fails with an attribfast error (empty, too long, unknown target) gets its message
     in `error` and the sweep goes on; any other exception is a bug and propagates. options: the
     keyword arguments of AttributionModel.attribute (batch_size, seed, truncate, per_token, ...).
-    Perturbation methods run pooled (corpus/pooled.py): chunks of POOL_CHUNK texts, each one core
-    sweep whose batches mix the texts; other methods and options run text by text.
+    Perturbation and gradient methods run pooled (corpus/pooled.py): chunks of POOL_CHUNK texts, each
+    one core sweep whose batches mix the texts; other methods and options run text by text.
     """
     method = resolve_method(method, model.methods)
     texts, targets = list(texts), list(targets)
@@ -99,9 +99,9 @@ def attribute_corpus(model, texts: Sequence[str], targets=None, method="occlusio
     """A pandas DataFrame: column `text` plus one column per result field, one row per text.
 
     targets: one spec for all texts, a list aligned with the texts, or None (each text's top
-    prediction). progress: True for a progress bar over the texts. Perturbation methods evaluate
-    the variants of many texts in shared batches (results equal to per-text calls up to float32
-    batching; causal LMs run without prefix reuse there); gradient methods run text by text.
+    prediction). progress: True for a progress bar over the texts. Perturbation and gradient methods
+    evaluate the variants (gradient points) of many texts in shared batches (results equal to per-text
+    calls up to float32 batching; causal LMs run without prefix reuse there).
     """
     import pandas as pd
 
