@@ -79,7 +79,9 @@ def test_a_corpus_call_equals_one_by_one_calls_and_records_bad_rows(arith, metho
     expected = one_by_one(arith, TEXTS, PER_TEXT, method)
     for index, name in BAD.items():
         assert type(expected[index]).__name__ == name
-    assert_rows_match(frame, expected)
+    # Gradient values reach ~5 here, where a pooled batch's float32 rounding can move them by 2e-6
+    # (tests/test_corpus_pooled_gradient.py): relative 1e-6 for them.
+    assert_rows_match(frame, expected, rtol=1e-6 if method.needs == "gradient" else 0.0)
 
 
 def test_one_target_spec_serves_every_text(arith):

@@ -107,6 +107,17 @@ def test_pooled_gradient_batches_mix_texts(bert):
     assert seen == [4] and [r.rows_run for r in results] == [1, 1, 1, 1]
 
 
+def test_long_texts_split_a_chunk_into_calls_that_bound_the_state(bert, gradient_calls, monkeypatch):
+    """The per-text state of a call (noisy inputs, float64 sums) is bounded: a small bound splits the
+    chunk into several calls, with the same results."""
+    method = GRADIENT[4]  # NoiseTunnel, 3 samples
+    texts = [t for t in BERT_TEXTS if t]
+    monkeypatch.setattr(pooled, "GRADIENT_STATE_VALUES", 1)  # below any text's: one call each
+    frame = attribute_corpus(bert, texts, [bert.labels[0]], method=method)
+    assert gradient_calls == [1] * len(texts)
+    assert_rows_match(frame, one_by_one(bert, texts, [[bert.labels[0]]] * len(texts), method), rtol=RTOL)
+
+
 def test_gradient_methods_pool_in_corpus_sweeps():
     for method in GRADIENT:
         assert pooled.poolable(method, {"seed": 1})

@@ -107,15 +107,15 @@ std::vector<AttributionResult> pooled_gradient_sweep(const Session& session, std
     if (planned <= 0) batcher.expect_rows(rows);
     batcher.run(work);
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  int64_t total_rows = 0;
-  for (const auto& runner : runners) total_rows += runner->rows_run();
   std::vector<AttributionResult> results;
   results.reserve(n_texts);
+  int64_t total_rows = 0;
   for (size_t i = 0; i < n_texts; ++i) {
     results.push_back(sweeps[i]->finish());
-    results.back().seconds = total_rows > 0 ? seconds * results.back().rows_run / total_rows : 0.0;
+    total_rows += results.back().rows_run;
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto& result : results) result.seconds = total_rows > 0 ? seconds * result.rows_run / total_rows : 0.0;
   return results;
 }
 

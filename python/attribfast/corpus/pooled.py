@@ -48,6 +48,11 @@ def poolable(method: Method, options: dict) -> bool:
 
 # Gradient methods whose configs run many texts at once (run_pooled).
 GRADIENT_METHODS = IntegratedGradients | Saliency | InputXGradient | NoiseTunnel | GradientShap
+# The per-text state one pooled gradient call holds for all its texts at once (noisy inputs,
+# float64 path sums, per token x hidden value): at most this many values (512 MiB of float64),
+# else the chunk is split into several calls. Long texts with many samples would otherwise hold
+# a chunk's worth of per-text state that a per-text call holds one text at a time.
+GRADIENT_STATE_VALUES = 2**26
 
 
 def pooled_attributions(
@@ -87,14 +92,16 @@ def pooled_attributions(
             plan.packed = plan.shared_gradient = None
     policy = model._policy(method, optional_count("batch_size", options.get("batch_size"), 1), False)
     seed = optional_count("seed", options.get("seed"), 0)
-    report = _row_progress(progress, len(ready))
     if isinstance(method, GRADIENT_METHODS):
-        results = method.run_pooled(engine, [(encoded, plan) for _, encoded, plan, _ in ready], policy, report, seed)
+        results = []
+        for part in _state_bounded(method, ready, engine.embedding_matrix().shape[1]):
+            inputs = [(encoded, plan) for _, encoded, plan, _ in part]
+            results += method.run_pooled(engine, inputs, policy, _row_progress(progress, len(part)), seed)
         if isinstance(method, IntegratedGradients) and method.tolerance is not None:
             for (_, _, plan, _), result in zip(ready, results, strict=True):
                 method.warn_unconverged(result, plan.labels, stacklevel=4)
     else:
-        results = _perturbation_results(method, engine, ready, policy, report, seed)
+        results = _perturbation_results(method, engine, ready, policy, _row_progress(progress, len(ready)), seed)
     for (index, encoded, plan, _), result in zip(ready, results, strict=True):
         out[index] = model._attribution(encoded, plan, method, result)
     return out
@@ -114,6 +121,21 @@ def _perturbation_results(method: Method, engine, ready, policy, report, seed) -
                                   strict=True):
             results[k] = result
     return results
+
+
+def _state_bounded(method: Method, ready: list, hidden: int) -> list:
+    """ready in consecutive parts whose texts' gradient state stays within GRADIENT_STATE_VALUES."""
+    samples = getattr(method, "nt_samples", None) or getattr(method, "n_samples", 1)
+    parts, size = [[]], 0
+    for item in ready:
+        _, encoded, plan, _ = item
+        values = encoded.ids.size * hidden * (len(plan.labels) * (2 + samples) + samples)
+        if parts[-1] and size + values > GRADIENT_STATE_VALUES:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += values
+    return parts
 
 
 def _groups(method: Method, engine, encoded):
