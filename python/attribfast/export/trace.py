@@ -27,6 +27,7 @@ from ..errors import ExportError
 from ..tasks import ExtraGraph, Task
 from ..tasks.base import sharing
 from .load import quiet
+from .onnx_optimizer import optimize
 
 WEIGHTS_FILE = "weights.data"
 COTANGENT = "score_cotangent"
@@ -257,7 +258,7 @@ def _convert(holder: list, args, input_names, output_names, axes, registry, opse
             node.metadata_props.clear()
             for value in node.outputs:
                 value.metadata_props.clear()
-        model = onnxscript_apis.optimize(model)
+        model = optimize(model)
         _ir_passes.rename_inputs(model, list(input_names))
         _ir_passes.rename_outputs(model, list(output_names))
     return model
