@@ -60,3 +60,20 @@ def torch_models(hf_dirs):
         name: load[name].from_pretrained(hf_dirs[name], attn_implementation="eager").eval()
         for name in ("gpt2", "llama", "bert")
     }
+
+
+@pytest.fixture(scope="module")
+def arith():
+    """The shipped arithmetic model (models/arith), loaded."""
+    import attribfast
+    from attribfast.demo import shipped_bundle
+
+    return attribfast.load(shipped_bundle())
+
+
+@pytest.fixture(scope="module")
+def bert(bundles):
+    """The tiny BERT classifier bundle, loaded."""
+    import attribfast
+
+    return attribfast.load(bundles["bert"])

@@ -24,11 +24,6 @@ BAD = {2: "InvalidInputError", 5: "InputTooLongError"}
 PER_TEXT = [["1"], ["2", "3"], ["1"], None, ["4", "5"], ["1"], ["9"]]
 
 
-@pytest.fixture(scope="module")
-def arith():
-    return attribfast.load(shipped_bundle())
-
-
 def one_by_one(model, texts, targets, method):
     out = []
     for text, text_targets in zip(texts, targets, strict=True):

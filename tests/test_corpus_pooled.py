@@ -38,18 +38,6 @@ def core_calls(monkeypatch):
     return calls
 
 
-@pytest.fixture(scope="module")
-def bert(bundles):
-    return attribfast.load(bundles["bert"])
-
-
-@pytest.fixture(scope="module")
-def arith():
-    from attribfast.demo import shipped_bundle
-
-    return attribfast.load(shipped_bundle())
-
-
 @pytest.mark.parametrize("method", SEEDED, ids=lambda m: m.name)
 def test_pooled_classifier_sweep_equals_one_by_one_with_per_text_targets(bert, method, core_calls):
     labels = bert.labels

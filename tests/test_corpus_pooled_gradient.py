@@ -43,18 +43,6 @@ def gradient_calls(monkeypatch):
     return calls
 
 
-@pytest.fixture(scope="module")
-def bert(bundles):
-    return attribfast.load(bundles["bert"])
-
-
-@pytest.fixture(scope="module")
-def arith():
-    from attribfast.demo import shipped_bundle
-
-    return attribfast.load(shipped_bundle())
-
-
 def method_id(method):
     return f"{method.name}-{getattr(method, 'tolerance', '')}-{getattr(method, 'nt_type', '')}"
 

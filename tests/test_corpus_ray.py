@@ -18,11 +18,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def arith():
-    return attribfast.load(shipped_bundle())
-
-
 def rows_in_order(dataset):
     return dataset.to_pandas().sort_values("row").reset_index(drop=True)
 

@@ -17,18 +17,12 @@ import sys
 import attribfast
 import numpy as np
 import pytest
-from attribfast.demo import shipped_bundle
 from fuzz_support import ANY_CHAR, CHEAP, arith_texts, assert_varied, budget, fuzz, numbers, outcome, texts
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx_models import linear_score_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope="module")
-def arith():
-    return attribfast.load(shipped_bundle())
 
 
 def test_any_text(arith, tmp_path):

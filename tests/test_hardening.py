@@ -25,11 +25,6 @@ TEXT = "1234567890+"  # 11 tokens, one a character
 MAX_STEPS = 1 << 16  # the documented cap of integration points
 
 
-@pytest.fixture(scope="module")
-def arith():
-    return attribfast.load(shipped_bundle())
-
-
 def test_crashing_repros_give_typed_errors_in_a_subprocess():
     # Before: SIGSEGV (a window starting past the end; g + 1 overflowing), or a hang.
     code = textwrap.dedent(

@@ -31,11 +31,6 @@ def gpt2(bundles):
     return attribfast.load(bundles["gpt2"])
 
 
-@pytest.fixture(scope="module")
-def bert(bundles):
-    return attribfast.load(bundles["bert"])
-
-
 def prompt_ids(model, text=PROMPT):
     return torch.tensor([model._spec.tokenizer.encode(text).ids])
 

@@ -8,16 +8,10 @@ import warnings
 import attribfast
 import numpy as np
 import pytest
-from attribfast.demo import shipped_bundle
 from attribfast.errors import InvalidInputError, TargetError
 from onnx_models import linear_score_model
 
 TEXT = "12+3="
-
-
-@pytest.fixture(scope="module")
-def arith():
-    return attribfast.load(shipped_bundle())
 
 
 @pytest.mark.parametrize("text", ["12\ud800+3", "\udfff", "1\udbff2"])

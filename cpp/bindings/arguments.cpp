@@ -1,6 +1,7 @@
 // Conversion of Python numbers to the core's types, checked: see common.h.
 #include <string>
 
+#include "attribfast/math.h"
 #include "common.h"
 
 namespace attribfast::bindings {
@@ -88,6 +89,14 @@ Aggregation aggregation_arg(const std::string& name) {
   if (name == "sum") return Aggregation::kSum;
   if (name == "l2") return Aggregation::kL2;
   throw InvalidInputError("unknown aggregation '" + name + "' (possible: sum, l2)");
+}
+
+IntegratedGradientsParams integrated_gradients_args(const std::string& method, const py::handle& n_steps,
+                                                    const py::handle& tolerance, const py::handle& relative_tolerance,
+                                                    const py::handle& max_steps, const std::string& aggregation) {
+  return {method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps), real_arg(tolerance, "tolerance"),
+          real_arg(relative_tolerance, "relative_tolerance"), int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
+          aggregation_arg(aggregation)};
 }
 
 NoiseTunnelType nt_type_arg(const std::string& name) {

@@ -284,10 +284,7 @@ void bind_methods(py::module_& m) {
                                    const py::object& tolerance, const py::object& relative_tolerance,
                                    const py::object& max_steps, const std::string& aggregation,
                                    const BatchPolicy& policy, const py::object& progress) {
-    IntegratedGradientsParams params{method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps),
-                                     real_arg(tolerance, "tolerance"), real_arg(relative_tolerance, "relative_tolerance"),
-                                     int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
-                                     aggregation_arg(aggregation)};
+    const auto params = integrated_gradients_args(method, n_steps, tolerance, relative_tolerance, max_steps, aggregation);
     return run_gradient_method(s, problem, embeddings, baseline, policy, progress,
                                [&](GradientRunner& r) { return integrated_gradients(r, params); });
   }, py::arg("session"), py::arg("problem"), py::arg("embeddings"), py::arg("baseline"), py::arg("method"),

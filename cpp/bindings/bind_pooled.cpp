@@ -134,10 +134,7 @@ void bind_pooled(py::module_& m) {
                                           const py::object& tolerance, const py::object& relative_tolerance,
                                           const py::object& max_steps, const std::string& aggregation,
                                           const BatchPolicy& policy, const py::object& progress) {
-    IntegratedGradientsParams params{method, int_arg(n_steps, "n_steps", 1, math::kMaxQuadratureSteps),
-                                     real_arg(tolerance, "tolerance"), real_arg(relative_tolerance, "relative_tolerance"),
-                                     int_arg(max_steps, "max_steps", 1, math::kMaxQuadratureSteps),
-                                     aggregation_arg(aggregation)};
+    const auto params = integrated_gradients_args(method, n_steps, tolerance, relative_tolerance, max_steps, aggregation);
     return run_pooled_gradients(s, with_embeddings(problems, embeddings, &baselines), policy, progress,
                                 [&](size_t, GradientRunner& r) { return integrated_gradients_sweep(r, params); });
   }, py::arg("session"), py::arg("problems"), py::arg("embeddings"), py::arg("baselines"), py::arg("method"),

@@ -39,6 +39,10 @@ double real_arg(const py::handle& value, const char* name);  // any float-conver
 // "sum" | "l2", and "smoothgrad" | "smoothgrad_sq" | "vargrad"; anything else lists the names.
 Aggregation aggregation_arg(const std::string& name);
 NoiseTunnelType nt_type_arg(const std::string& name);
+// Integrated gradients' parameters from their Python values, each checked as above.
+IntegratedGradientsParams integrated_gradients_args(const std::string& method, const py::handle& n_steps,
+                                                    const py::handle& tolerance, const py::handle& relative_tolerance,
+                                                    const py::handle& max_steps, const std::string& aggregation);
 
 int element_type_of(const py::dtype& dtype);
 py::dtype dtype_of(int element_type);
