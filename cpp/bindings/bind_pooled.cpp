@@ -169,6 +169,8 @@ void bind_pooled(py::module_& m) {
       throw InvalidInputError("noise, baselines, baseline_index and alphas need one entry per text");
     }
     if (weights.ndim() != 1) throw InvalidInputError("weights must be 1-D [K]");
+    const NoiseTunnelType tunnel = nt_type_arg(nt_type);
+    const Aggregation agg = aggregation_arg(aggregation);
     std::vector<SampledGradientParams> per_text(n_texts);
     for (size_t i = 0; i < n_texts; ++i) {
       if (noise[i].ndim() != 3 || baselines[i].ndim() != 3 || alphas[i].ndim() != 2) {
@@ -182,8 +184,8 @@ void bind_pooled(py::module_& m) {
       params.alphas.assign(alphas[i].data(), alphas[i].data() + alphas[i].size());
       params.weights.assign(weights.data(), weights.data() + weights.size());
       params.absolute = absolute;
-      params.nt_type = nt_type_arg(nt_type);
-      params.aggregation = aggregation_arg(aggregation);
+      params.nt_type = tunnel;
+      params.aggregation = agg;
     }
     return run_pooled_gradients(s, with_embeddings(problems, embeddings, nullptr), policy, progress,
                                 [&](size_t i, GradientRunner& r) {

@@ -164,7 +164,8 @@ class GradientAtInputSweep final : public GradientSweep {
     const int64_t hidden = runner_.hidden_size();
     const int64_t t = rows_[r].target;
     const auto& x = runner_.input_embeddings();
-    std::vector<double> values(hidden);
+    std::vector<double>& values = values_;
+    values.resize(hidden);
     result_.clean_scores[t] = score;
     for (int64_t p = 0; p < n; ++p) {
       for (int64_t h = 0; h < hidden; ++h) {
@@ -191,6 +192,7 @@ class GradientAtInputSweep final : public GradientSweep {
   bool times_input_;
   bool done_ = false;
   std::vector<GradientRunner::Row> rows_;
+  std::vector<double> values_;  // one position's per-dimension values, reused across rows
   AttributionResult result_;
 };
 
