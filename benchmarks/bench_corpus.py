@@ -19,7 +19,7 @@ BERT-tiny-shaped classifier (2 layers, hidden 128, random init), class "positive
 for a gradient method instead (the other contenders are occlusion only).
 Rates are texts/s, medians of --repeats runs (pooled and loop interleaved, no warm-up beyond the
 correctness runs); slow contenders run on the first --slow-texts texts.
-Correctness first: pooled = loop (1e-6) and Captum = loop (1e-4) on the texts they share.
+Correctness first: pooled = loop (1e-6; 1e-5 on CUDA) and Captum = loop (1e-4) on the texts they share.
 """
 
 from __future__ import annotations
@@ -106,9 +106,11 @@ def main():
             for text in texts:
                 model.attribute(text, targets=targets, method=method)
             loop_times.append(time.perf_counter() - start)
+        # cuBLAS orders a GEMM's sums by the batch's shape: 1e-5 on CUDA, as the tests bound it.
+        bound = 1e-5 if "cuda" in os.environ.get("ATTRIBFAST_PROVIDERS", "") else 1e-6
         for (_, row), want in zip(frame.iloc[: len(slow)].iterrows(), loop_result, strict=True):
             got = np.asarray(list(row["matrix"]), np.float32)
-            assert np.abs(got - want.matrix).max() <= 1e-6, np.abs(got - want.matrix).max()
+            assert np.abs(got - want.matrix).max() <= bound, np.abs(got - want.matrix).max()
         print(f"first run each: pooled {pooled_times[0]:.2f} s, loop {loop_times[0]:.2f} s, loop / pooled "
               f"{loop_times[0] / pooled_times[0]:.2f}x", flush=True)
         report("pooled", len(texts), statistics.median(pooled_times), pooled_times)

@@ -75,8 +75,8 @@ def test_a_corpus_call_equals_one_by_one_calls_and_records_bad_rows(arith, metho
     for index, name in BAD.items():
         assert type(expected[index]).__name__ == name
     # Gradient values reach ~5 here, where a pooled batch's float32 rounding can move them by 2e-6
-    # (tests/test_corpus_pooled_gradient.py): relative 1e-6 for them.
-    assert_rows_match(frame, expected, rtol=1e-6 if method.needs == "gradient" else 0.0)
+    # (tests/test_corpus_pooled_gradient.py): relative 1e-6 for them (1e-5 on CUDA).
+    assert_rows_match(frame, expected, rtol=ROW_TOLERANCE if method.needs == "gradient" else 0.0)
 
 
 def test_one_target_spec_serves_every_text(arith):

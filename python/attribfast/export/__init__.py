@@ -35,7 +35,7 @@ from ..errors import ExportError, OutputExistsError
 from ..tasks import TASKS, get_task
 from ..tasks.packed import PACKED, PACKED_SUFFIX
 from ..tasks.prefix import PREFIX, SUFFIX
-from .load import load_model, torch_or_error
+from .load import imports_frozen, load_model, torch_or_error
 from .packing import validate_packing
 from .reuse import reuse_cases, reuse_graphs, run_reuse
 from .shared import SHARED, graph_io, loop_over_targets, ones_cotangent, shared_cases, source_of, validate_shared
@@ -48,6 +48,7 @@ EXTERNAL_DATA_THRESHOLD = 1 << 28
 SCORE_KINDS = {name: task.score_kinds for name, task in TASKS.items()}
 
 
+@imports_frozen
 def export_model(
     model,
     *,
@@ -151,6 +152,7 @@ def export_model(
             extras += packed
             extra_args += [extra.example(ids, mask) for extra in packed]
             packing_note = {"available": bool(packed), **({"reason": reason} if reason else {})}
+            del packed  # its modules hold the model (released before validation)
     say("tracing and converting the graphs")
     source = source_of(task, PACKED in {extra.name for extra in extras}) if shared_gradient else None
     shared_note = {"available": False, "reason": "not requested (shared_gradient=False)" if not shared_gradient
@@ -158,8 +160,7 @@ def export_model(
     while True:
         try:
             example = (ids, mask, targets, extra_args)
-            traced = trace_joint(task, model, score_module, extras, example, out, opset, external, max_length,
-                                 source)
+            traced = trace_joint(task, model, score_module, extras, example, out, opset, external, source)
             break
         except ExportError as e:
             # The packed, shared-gradient and prefix-reuse graphs are optimisations: without them the
@@ -190,9 +191,13 @@ def export_model(
         "forward": (["input_ids", "attention_mask", *task.target_inputs], ["scores"]),
         "gradient": (["inputs_embeds", "attention_mask", *task.target_inputs], ["scores", "embeds_grad"]),
     }
-    for extra in extras:
-        targets_read = list(task.target_inputs) if extra.with_targets else []
-        graphs[extra.name] = (["input_ids", "attention_mask", *extra.inputs, *targets_read], [extra.output])
+    # (A comprehension: a loop variable would keep the last extra graph's module, and with it the
+    # model, alive until validation.)
+    graphs.update({
+        extra.name: (["input_ids", "attention_mask", *extra.inputs, *(task.target_inputs * extra.with_targets)],
+                     [extra.output])
+        for extra in extras
+    })
     for name, (inputs, outputs) in graphs.items():
         cotangent = name == "gradient" and source == "scores"
         read = inputs + [COTANGENT] * cotangent
@@ -229,8 +234,12 @@ def export_model(
     checks_of_shared = shared_cases(task, model, source, max_length) if SHARED in graphs else None
     if not optimize:
         extras = [types.SimpleNamespace(name=extra.name) for extra in extras]
-        del model, score_module, embedding, extra_args
-        gc.collect()
+        # Every name that reaches the model goes (the extra graphs' modules and example functions
+        # close over it, in reference cycles), so that a large model's weights are freed before
+        # ONNX Runtime loads its own copy. A collection costs ~0.5 s: not for small models.
+        del model, score_module, embedding, extra_args, example
+        if external:
+            gc.collect()
     errors = run_cases(references, out)
     del references
     check_errors(errors, tolerance, extras)

@@ -6,6 +6,10 @@ type again for each Slice it tries, so the rule costs (nodes x Slices): on a GPT
 graph (forward, two backward passes and five extra graphs) that was most of the export's time
 (py-spy samples, docs/benchmarks.md "Export time"). The other rules, the constant folding and the
 clean-up passes run as before; ONNX Runtime runs two Slices as fast as one Split.
+
+The rules' matchers also keep the last graph they matched until their next use (and through it
+every initializer: a large model's torch weights, which the export means to free before
+validation), so their match state is cleared afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ def _without_multi_output_rules():
         yield
     finally:
         rewriter._DEFAULT_REWRITE_RULES = rules
+        for rule in rules:
+            matcher = getattr(rule, "_matcher", None)
+            for name in ("_graph", "_current_node", "_match", "_tracer"):
+                if name in getattr(matcher, "__dict__", {}):
+                    setattr(matcher, name, None)
 
 
 def optimize(model):

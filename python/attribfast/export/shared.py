@@ -182,7 +182,7 @@ def validate_shared(cases: list, bundle: Path, tolerance) -> dict:
 def _validate(cases: list, bundle: Path, tolerance) -> dict:
     from .sessions import validation_session
 
-    embeddings = np.load(bundle / "embeddings.npy")
+    embeddings = np.load(bundle / "embeddings.npy", mmap_mode="r")  # the rows it reads, not the table
     score_error, grad_error = 0.0, 0.0
     # One session at a time (export memory): the shared graph's answers first, then the reference.
     shared = validation_session(bundle / f"{SHARED}.onnx")

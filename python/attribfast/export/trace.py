@@ -8,7 +8,8 @@ again, for each of the three graphs a bundle had. Now one joint function is trac
         -> (scores, embeds_grad, *extra outputs, embedded_ids)
 
 with make_fx using the ONNX exporter's own decomposition table (so its decomposition pass has
-nothing left to do and is skipped), exported and converted once, and each graph is then a pruned
+nothing left to do and is skipped), handed to the ONNX translator as it is (export/program.py: no
+torch.export re-trace), converted once, and each graph is then a pruned
 copy of it: gradient keeps (scores, embeds_grad); forward and the task's extra graphs read
 `embedded_ids` (the model's own embedding of input_ids) where the joint graph read inputs_embeds.
 The weights are shared: inline in each graph for small models, one external data file for large
@@ -28,6 +29,7 @@ from ..tasks import ExtraGraph, Task
 from ..tasks.base import sharing
 from .load import quiet
 from .onnx_optimizer import optimize
+from .program import exported_program, insert_type_promotion
 
 WEIGHTS_FILE = "weights.data"
 COTANGENT = "score_cotangent"
@@ -52,7 +54,6 @@ def trace_joint(
     out: Path,
     opset: int,
     external: bool,
-    max_length: int,
     cotangent_of: str | None = None,
 ) -> Traced:
     """Traces and converts the joint function. example: (ids, mask, targets, extra example inputs).
@@ -132,11 +133,12 @@ def trace_joint(
 
     registry, table = _onnx_registry()
     with quiet(), sharing():
-        # In a list that _convert empties: the traced graph goes once torch.export has its own.
+        # In a list that _convert empties: the graph module then lives only in its ExportedProgram.
         holder = [
             make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
         ]
-    model = _convert(holder, args, input_names, output_names, axes, registry, opset, max_length)
+    model = _convert(holder, input_names, output_names, registry, opset, collect=external)
+    _check_dynamic(model, axes)
     import onnx_ir
 
     if external:
@@ -179,77 +181,44 @@ def _onnx_registry():
     return registry, table
 
 
-def _convert(holder: list, args, input_names, output_names, axes, registry, opset, max_length):
-    """torch.export of the traced graph (holder[0], released once exported for the last time), then
-    the ONNX translation without a second decomposition (the graph already has only what the
-    registry implements), then the ONNX optimiser. Returns the ONNX IR model, without the
-    exporter's per-node metadata (stack traces and module paths: a large part of a big model's
-    graph in memory and on disk)."""
+def _convert(holder: list, input_names, output_names, registry, opset, collect: bool):
+    """The traced graph (holder[0], released once taken) as an ExportedProgram without a re-trace
+    (export/program.py), then the ONNX translation without a second decomposition (the graph
+    already has only what the registry implements), then the ONNX optimiser. Returns the ONNX IR
+    model, without the exporter's per-node metadata (stack traces and module paths: a large part
+    of a big model's graph in memory and on disk). collect: free the traced graph's memory at once
+    (a garbage collection, ~0.5 s, for large models)."""
     import torch
     from torch.onnx._internal.exporter import _core, _fx_passes, _ir_passes
 
-    class Joint(torch.nn.Module):
-        def __init__(self, traced):
-            super().__init__()
-            self.graph_module = traced
-
-        def forward(self, *inputs):
-            return self.graph_module(*inputs)
-
-    dims: dict = {}
-    shapes = []
-    for name in input_names:
-        shape = {}
-        for axis, dim_name in axes.get(name, {}).items():
-            # The default minimum (2) leaves sizes 0 and 1 to the tracer's specialisation, as
-            # torch.export wants; sequences end at the model's position limit.
-            limit = {"max": max_length} if dim_name == "sequence" else {}
-            dims.setdefault(dim_name, torch.export.Dim(dim_name, **limit))
-            shape[axis] = dims[dim_name]
-        shapes.append(shape or None)
+    exported = exported_program(holder.pop())
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
 
-        def translate(decompose: bool, last: bool):
-            try:
-                exported = torch.export.export(
-                    Joint(holder[0]).eval(), tuple(args), dynamic_shapes=(tuple(shapes),), strict=False
-                )
-            except torch._dynamo.exc.UserError:
-                # A guard on a size (e.g. sequence - 1 != 1 where a decoder reads the input shifted)
-                # becomes a runtime assert, which the ONNX graph drops; validation then checks the
-                # graph on small sizes too.
-                exported = torch.export.export(
-                    Joint(holder[0]).eval(),
-                    tuple(args),
-                    dynamic_shapes=(tuple(shapes),),
-                    strict=False,
-                    prefer_deferred_runtime_asserts_over_guards=True,
-                )
-            if last:
-                holder.clear()
+        def translate(decompose: bool):
             # A graph with an in-place op the registry cannot translate (T5's copy_ into a mask)
-            # needs the exporter's own decomposition pass, which functionalises it: run it on this
-            # export rather than after a failed translation and a second export.
+            # needs the exporter's own decomposition pass, which functionalises it: checked first
+            # rather than after a failed translation.
+            nonlocal exported
             decompose = decompose or _mutates(exported.graph_module, registry)
             with torch.fx.experimental._config.patch(backed_size_oblivious=True):
                 if decompose:
                     exported = _fx_passes.decompose_with_registry(exported, registry)
                 module = exported.graph_module
-                _fx_passes.insert_type_promotion_nodes(module)
+                insert_type_promotion(module)
                 exported._graph_module = _fx_passes.remove_assertion_nodes(module)
             return _core._exported_program_to_onnx_program(exported, registry=registry)
 
         routes = (False, True)
         for k, decompose in enumerate(routes):
             try:
-                model = translate(decompose=decompose, last=k == len(routes) - 1).model
+                model = translate(decompose=decompose).model
                 break
             except Exception as e:
                 if k == len(routes) - 1:
-                    holder.clear()
                     raise ExportError(f"the traced graph could not be converted to ONNX: {str(e)[:2000]}") from e
-        holder.clear()
-        gc.collect()
+        del exported
+        if collect:
+            gc.collect()
         from torch.onnx._internal._lazy_import import onnxscript_apis
 
         if opset != model.opset_imports.get("", opset):
@@ -262,6 +231,18 @@ def _convert(holder: list, args, input_names, output_names, axes, registry, opse
         _ir_passes.rename_inputs(model, list(input_names))
         _ir_passes.rename_outputs(model, list(output_names))
     return model
+
+
+def _check_dynamic(model, axes: dict) -> None:
+    """Raises ExportError where tracing fixed a size that the graph must take at any value (a
+    batch, sequence or target axis traced as a constant)."""
+    for value in model.graph.inputs:
+        for axis, name in axes.get(value.name, {}).items():
+            if isinstance(value.shape[axis], int):
+                raise ExportError(
+                    f"tracing fixed the {name} axis of {value.name} at {value.shape[axis]}; "
+                    "the model reads that size as a constant"
+                )
 
 
 def _mutates(graph_module, registry) -> bool:
