@@ -37,7 +37,7 @@ def test_a_traced_graph_converts_without_a_retrace_and_reads_its_sizes_from_its_
     traced = make_fx(scores, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(x, mask)
     assert "call_function" in sym_size_sources(traced), "the example must read a size from an intermediate"
 
-    exported = program.exported_program(traced)
+    exported = program.exported_program(traced, [{0: "batch", 1: "sequence"}] * 2)
     specs = exported.graph_signature.input_specs
     assert [spec.kind.name for spec in specs] == ["PARAMETER", "PARAMETER", "CONSTANT_TENSOR", "USER_INPUT",
                                                   "USER_INPUT"]
@@ -57,6 +57,22 @@ def test_a_traced_graph_converts_without_a_retrace_and_reads_its_sizes_from_its_
         x, mask = torch.randn(batch, length, 4), (torch.rand(batch, length) > 0.3).float()
         (got,) = session.run(None, dict(zip(names, (x.numpy(), mask.numpy()), strict=True)))
         np.testing.assert_allclose(got, scores(x, mask)[0].detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def leading(x, y):
+    column = y.reshape(-1, 1) * 2
+    return (x.sum(0)[: column.shape[0]],)  # y's length, read from an intermediate (the reshape)
+
+
+def test_a_size_two_named_axes_share_stays_where_tracing_read_it():
+    # x's width and y's length are both 3 in the example, so tracing gives them one symbol: reading
+    # it from x instead of the intermediate would tie y's length to x's width.
+    example = (torch.randn(2, 3), torch.randn(3))
+    for names, source in (([{1: "width"}, {0: "length"}], "call_function"), ([{1: "n"}, {0: "n"}], "placeholder")):
+        traced = make_fx(leading, tracing_mode="symbolic")(*example)
+        assert sym_size_sources(traced) == ["call_function"]
+        exported = program.exported_program(traced, names)
+        assert sym_size_sources(exported.graph_module) == [source], names
 
 
 def mixed(x, ids):

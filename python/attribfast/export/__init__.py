@@ -194,8 +194,10 @@ def export_model(
     # (A comprehension: a loop variable would keep the last extra graph's module, and with it the
     # model, alive until validation.)
     graphs.update({
-        extra.name: (["input_ids", "attention_mask", *extra.inputs, *(task.target_inputs * extra.with_targets)],
-                     [extra.output])
+        extra.name: (
+            ["input_ids", "attention_mask", *extra.inputs, *(task.target_inputs if extra.with_targets else ())],
+            [extra.output],
+        )
         for extra in extras
     })
     for name, (inputs, outputs) in graphs.items():

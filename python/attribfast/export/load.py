@@ -39,7 +39,9 @@ def imports_frozen(export: Callable) -> Callable:
     """Runs the export with the objects of torch, transformers and ONNX (about a million, made at
     import) frozen out of the garbage collector: tracing makes millions of short-lived objects,
     and each full collection it triggers would scan them all again (~0.3 s each). Unfrozen after;
-    left alone where the caller has frozen objects itself."""
+    left alone where the caller has frozen objects itself. Cyclic garbage that exists when the
+    export starts (a previous small export's model, which is not collected at once) is frozen
+    with them and freed by a collection after the export."""
 
     @functools.wraps(export)
     def run(*args, **kwargs):
@@ -50,6 +52,10 @@ def imports_frozen(export: Callable) -> Callable:
             import transformers  # noqa: F401
             from torch.onnx._internal.exporter import _core  # noqa: F401
         except Exception:  # noqa: BLE001 - the export itself reports what is missing
+            importable = False
+        else:
+            importable = True
+        if not importable:
             return export(*args, **kwargs)
         gc.freeze()
         try:
@@ -58,7 +64,6 @@ def imports_frozen(export: Callable) -> Callable:
             gc.unfreeze()
 
     return run
-
 
 
 @contextlib.contextmanager

@@ -11,10 +11,10 @@ dynamic sizes from its inputs. Every graph is still validated against torch afte
 from __future__ import annotations
 
 
-def exported_program(graph_module):
+def exported_program(graph_module, axis_names: list[dict]):
     """An ExportedProgram of make_fx's graph module (changed in place): user inputs are its
     placeholders, its parameters and tensor constants become lifted inputs, its outputs user
-    outputs."""
+    outputs. axis_names: for each placeholder, {axis: name} of its dynamic axes."""
     import torch
     import torch.utils._pytree as pytree
     from torch._export.verifier import TrainingIRVerifier
@@ -32,7 +32,7 @@ def exported_program(graph_module):
     graph = graph_module.graph
     inputs = [node for node in graph.nodes if node.op == "placeholder"]
     fake_mode = next(node.meta["val"].fake_mode for node in inputs if hasattr(node.meta.get("val"), "fake_mode"))
-    _sizes_from_inputs(graph, inputs)
+    _sizes_from_inputs(graph, inputs, axis_names)
 
     state: dict = {}
     constants: dict = {}
@@ -79,23 +79,30 @@ def exported_program(graph_module):
     )
 
 
-def _sizes_from_inputs(graph, inputs) -> None:
-    """Rewires each sym_size node whose size is an input's dimension to read that input."""
+def _sizes_from_inputs(graph, inputs, axis_names) -> None:
+    """Rewires each sym_size node that reads an intermediate tensor, and whose size is an input's
+    dimension, to read that input. A size that tracing gave to two differently named axes (equal
+    example sizes share a symbol) is left where make_fx read it, so that no read moves between them."""
     import torch
 
     source: dict = {}
-    for node in inputs:
+    names: dict = {}
+    for node, named in zip(inputs, axis_names, strict=True):
         for axis, size in enumerate(getattr(node.meta.get("val"), "shape", ())):
             if isinstance(size, torch.SymInt):
                 source.setdefault(size.node.expr, (node, axis))
+                names.setdefault(size.node.expr, set()).add(named.get(axis))
     canonical: dict = {}
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target is not torch.ops.aten.sym_size.int:
             continue
-        size = node.meta.get("val")
-        where = source.get(size.node.expr) if isinstance(size, torch.SymInt) else None
-        if where is None or tuple(node.args) == where:
+        if node.args[0].op == "placeholder":
             continue
+        size = node.meta.get("val")
+        expr = size.node.expr if isinstance(size, torch.SymInt) else None
+        if expr not in source or len(names[expr] - {None}) > 1:
+            continue
+        where = source[expr]
         if where not in canonical:
             with graph.inserting_after(inputs[-1]):
                 canonical[where] = graph.call_function(torch.ops.aten.sym_size.int, where)

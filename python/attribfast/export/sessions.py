@@ -15,7 +15,8 @@ def validation_session(path: Path):
     pre-packing: each stores a second copy of the weights (a transposed one for every weight a
     backward pass multiplies by; MLAS's packed layout of every MatMul weight, kept beside the
     original wherever a gradient graph also transposes it), so a gradient graph held its weights
-    twice; the checks' few runs transpose and pack as they go."""
+    twice; the checks' few runs transpose and pack as they go. (Those two passes then go
+    unchecked by the export: the engine's sessions run them, and its tests compare with Captum.)"""
     import onnxruntime
 
     _release_freed_memory()

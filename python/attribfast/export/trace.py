@@ -137,7 +137,8 @@ def trace_joint(
         holder = [
             make_fx(joint, tracing_mode="symbolic", decomposition_table=table, _allow_non_fake_inputs=True)(*args)
         ]
-    model = _convert(holder, input_names, output_names, registry, opset, collect=external)
+    axis_names = [axes.get(name, {}) for name in input_names]
+    model = _convert(holder, axis_names, input_names, output_names, registry, opset, collect=external)
     _check_dynamic(model, axes)
     import onnx_ir
 
@@ -181,7 +182,7 @@ def _onnx_registry():
     return registry, table
 
 
-def _convert(holder: list, input_names, output_names, registry, opset, collect: bool):
+def _convert(holder: list, axis_names, input_names, output_names, registry, opset, collect: bool):
     """The traced graph (holder[0], released once taken) as an ExportedProgram without a re-trace
     (export/program.py), then the ONNX translation without a second decomposition (the graph
     already has only what the registry implements), then the ONNX optimiser. Returns the ONNX IR
@@ -191,7 +192,7 @@ def _convert(holder: list, input_names, output_names, registry, opset, collect: 
     import torch
     from torch.onnx._internal.exporter import _core, _fx_passes, _ir_passes
 
-    exported = exported_program(holder.pop())
+    exported = exported_program(holder.pop(), axis_names)
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
 
         def translate(decompose: bool):
@@ -208,6 +209,8 @@ def _convert(holder: list, input_names, output_names, registry, opset, collect: 
                 exported._graph_module = _fx_passes.remove_assertion_nodes(module)
             return _core._exported_program_to_onnx_program(exported, registry=registry)
 
+        # The second route decomposes the program the first one left (casts inserted, assertions
+        # removed): run_decompositions re-traces it, which those changes survive.
         routes = (False, True)
         for k, decompose in enumerate(routes):
             try:
