@@ -45,17 +45,7 @@ def imports_frozen(export: Callable) -> Callable:
 
     @functools.wraps(export)
     def run(*args, **kwargs):
-        if gc.get_freeze_count():
-            return export(*args, **kwargs)
-        try:
-            torch_or_error()
-            import transformers  # noqa: F401
-            from torch.onnx._internal.exporter import _core  # noqa: F401
-        except Exception:  # noqa: BLE001 - the export itself reports what is missing
-            importable = False
-        else:
-            importable = True
-        if not importable:
+        if gc.get_freeze_count() or not _exporter_imported():
             return export(*args, **kwargs)
         gc.freeze()
         try:
@@ -64,6 +54,17 @@ def imports_frozen(export: Callable) -> Callable:
             gc.unfreeze()
 
     return run
+
+
+def _exporter_imported() -> bool:
+    """Imports torch, transformers and torch's ONNX translator; False where they cannot be (the
+    export itself then says what is missing)."""
+    try:
+        torch_or_error()
+        from torch.onnx._internal.exporter import _core  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 @contextlib.contextmanager

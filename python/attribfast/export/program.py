@@ -80,9 +80,10 @@ def exported_program(graph_module, axis_names: list[dict]):
 
 
 def _sizes_from_inputs(graph, inputs, axis_names) -> None:
-    """Rewires each sym_size node that reads an intermediate tensor, and whose size is an input's
-    dimension, to read that input. A size that tracing gave to two differently named axes (equal
-    example sizes share a symbol) is left where make_fx read it, so that no read moves between them."""
+    """Rewires each sym_size node whose size is an input's dimension to read the first input
+    with it (torch.export's graph reads its sizes so). A size that tracing gave to two different
+    axes (equal example sizes share a symbol: two names, or a named axis and an unnamed one) is
+    left where make_fx read it, so that no read moves between them."""
     import torch
 
     source: dict = {}
@@ -96,11 +97,9 @@ def _sizes_from_inputs(graph, inputs, axis_names) -> None:
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target is not torch.ops.aten.sym_size.int:
             continue
-        if node.args[0].op == "placeholder":
-            continue
         size = node.meta.get("val")
         expr = size.node.expr if isinstance(size, torch.SymInt) else None
-        if expr not in source or len(names[expr] - {None}) > 1:
+        if expr not in source or len(names[expr]) > 1 or tuple(node.args) == source[expr]:
             continue
         where = source[expr]
         if where not in canonical:
