@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def continuation_logprob(model, continuation_ids: list[int]):
-    """f(prompt ids [B, n]) -> [B]: log p(continuation | prompt), teacher-forced, summed over its tokens."""
+def continuation_logprob(model, continuation_ids: list[int], only: int | None = None):
+    """f(prompt ids [B, n]) -> [B]: log p(continuation | prompt), teacher-forced, summed over its tokens;
+    with `only`, the log p of that one continuation token (given the prompt and the tokens before it)."""
     continuation = torch.tensor(continuation_ids)
 
     def forward(prompt_ids):
@@ -15,8 +16,8 @@ def continuation_logprob(model, continuation_ids: list[int]):
         with torch.no_grad():
             log_probs = torch.log_softmax(model(full).logits, dim=-1)
         positions = torch.arange(n - 1, n - 1 + len(continuation_ids))
-        picked = log_probs[:, positions].gather(-1, continuation.expand(batch, -1).unsqueeze(-1))
-        return picked.squeeze(-1).sum(-1)
+        picked = log_probs[:, positions].gather(-1, continuation.expand(batch, -1).unsqueeze(-1)).squeeze(-1)
+        return picked.sum(-1) if only is None else picked[:, only]
 
     return forward
 

@@ -9,6 +9,7 @@ import pytest
 from attribfast.bundle import MANIFEST
 from attribfast.errors import InvalidInputError
 from attribfast.tasks.packed import OFFSETS, SEGMENTS, local_attention, pack_continuations, packed_layout
+from tolerances import float32_tolerance
 
 PROMPT = "the quick fox"
 LONGER_PROMPT = "the quick brown fox jumps"
@@ -22,15 +23,14 @@ METHODS = [
     attribfast.Lime(n_samples=40, seed=3),
 ]
 # Packing changes the row a score is computed in (other lengths, other batches), so float32
-# rounding differs. 1e-5 absolute, or a few float32 ulps of the largest score where that is more:
-# a 20-token continuation's log-probability is about -116 (ulp 7.6e-6), and an attribution is the
-# difference of two such scores.
+# rounding differs. 1e-5 absolute, or a few float32 roundings of the largest score where that is
+# more (tests/tolerances.py): a 20-token continuation's log-probability is about -116 (ulp 7.6e-6),
+# and an attribution is the difference of two such scores.
 TOLERANCE = 1e-5
 
 
 def close(result, reference):
-    scale = float(np.abs(reference.target_scores).max())
-    atol = max(TOLERANCE, 4 * np.finfo(np.float32).eps * scale)
+    atol = float32_tolerance(reference.target_scores, TOLERANCE)
     np.testing.assert_allclose(result.matrix, reference.matrix, atol=atol, rtol=0)
     np.testing.assert_allclose(result.target_scores, reference.target_scores, atol=atol, rtol=0)
 
