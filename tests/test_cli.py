@@ -70,3 +70,39 @@ def test_each_command_help_exits_cleanly(command):
     result = run(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: attribfast {command}")
+
+
+def test_a_command_that_loaded_torch_ends_with_its_code_and_all_its_output(tmp_path):
+    # The export imports torch before it finds the directory empty: the teardown is skipped.
+    result = run("export", str(tmp_path / "missing"), "--task", "causal-lm", "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "loading the model" in result.stdout
+    assert result.stderr.startswith("attribfast: ExportError: ") and "no config.json" in result.stderr
+
+
+def test_run_skips_the_teardown_only_after_torch_was_loaded(monkeypatch, capsys):
+    ended = []
+
+    class Ended(Exception):
+        pass
+
+    def fake_exit(code):
+        ended.append(("os._exit", code))
+        raise Ended
+
+    import atexit
+    import os
+
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ended.append(("exit handlers", None)))
+    monkeypatch.setattr(sys, "argv", ["attribfast", "explain", "/nonexistent-bundle", "--text", "x"])
+    monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
+    with pytest.raises(Ended):
+        cli.run()
+    assert ended == [("exit handlers", None), ("os._exit", 2)]
+    assert capsys.readouterr().err.startswith("attribfast: ")
+
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(SystemExit) as exit_:
+        cli.run()
+    assert exit_.value.code == 2 and len(ended) == 2, "without torch the interpreter ends as usual"

@@ -1,15 +1,18 @@
 """The traced graph handed to the ONNX translator without a torch.export re-trace, and the type
 promotion pass without its re-execution (export/program.py); the export's release of the torch
-model before validation (export/__init__.py, export/onnx_optimizer.py, export/sessions.py)."""
+model before validation (export/__init__.py, export/onnx_optimizer.py, export/sessions.py); the
+garbage collector's settings during an export (export/load.py)."""
 
+import gc
 import json
 import weakref
 
 import numpy as np
 import onnx_ir
 import onnxruntime
+import pytest
 import torch
-from attribfast.export import program, sessions
+from attribfast.export import load, program, sessions
 from attribfast.export.trace import _onnx_registry
 from torch.export.graph_signature import InputKind
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -123,3 +126,22 @@ def test_the_torch_model_is_released_before_validation_opens_a_session(hf_dirs, 
     manifest = json.loads((out / "attribfast.json").read_text())
     assert manifest["packing"]["available"] and manifest["prefix_reuse"]["available"]
     assert alive_at_first_session == [False], "the weights were still referenced when validation began"
+
+
+def test_the_collector_is_set_for_the_export_and_restored_after(monkeypatch):
+    seen = {}
+
+    def export():
+        seen.update(frozen=gc.get_freeze_count(), thresholds=gc.get_threshold(), enabled=gc.isenabled())
+        raise ValueError("stops here")
+
+    thresholds = gc.get_threshold()
+    enabled_during_imports = []
+    real = load.torch_or_error
+    monkeypatch.setattr(load, "torch_or_error", lambda: enabled_during_imports.append(gc.isenabled()) or real())
+    with pytest.raises(ValueError, match="stops here"):
+        load.imports_frozen(export)()
+    assert enabled_during_imports == [False], "the imports run without automatic collections"
+    assert seen["frozen"] > 10_000 and seen["enabled"]
+    assert seen["thresholds"] == (*thresholds[:2], load.FULL_COLLECTION_EVERY)
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0 and gc.isenabled()
