@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import subprocess
 import sys
+import threading
 
 import attribfast
 import pytest
@@ -97,11 +98,20 @@ def test_run_skips_the_teardown_only_after_torch_was_loaded(monkeypatch, capsys)
     monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ended.append(("exit handlers", None)))
     monkeypatch.setattr(sys, "argv", ["attribfast", "explain", "/nonexistent-bundle", "--text", "x"])
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
+    daemon = threading.Thread(target=lambda: None, daemon=True)  # such as tqdm's monitor
+    working = threading.Thread(target=lambda: None)
+    threads = [[threading.main_thread(), daemon]]  # (pytest-xdist's worker has threads of its own)
+    monkeypatch.setattr(threading, "enumerate", lambda: threads[0])
     with pytest.raises(Ended):
         cli.run()
     assert ended == [("exit handlers", None), ("os._exit", 2)]
     assert capsys.readouterr().err.startswith("attribfast: ")
 
+    threads[0] = [threading.main_thread(), working]
+    with pytest.raises(SystemExit) as exit_:
+        cli.run()
+    assert exit_.value.code == 2 and len(ended) == 2, "another thread runs: the interpreter ends as usual"
+    threads[0] = [threading.main_thread()]
     monkeypatch.delitem(sys.modules, "torch")
     with pytest.raises(SystemExit) as exit_:
         cli.run()

@@ -296,11 +296,15 @@ def run() -> None:
     After an export, torch, transformers and the ONNX translator are loaded (about a million
     objects), and the interpreter's own teardown (a full garbage collection, then finalising
     every module) took 2-2.5 s of a 14 s `attribfast export` of a tiny GPT-2. It only frees
-    memory that the ending process gives back anyway, so where torch was loaded it is skipped:
-    the exit handlers libraries registered still run, logging is shut down and the output
-    flushed first. Other commands end as usual."""
+    memory that the ending process gives back anyway, so where torch was loaded and no other
+    (non-daemon) thread runs, it is skipped: the exit handlers libraries registered still run, logging is
+    shut down and the output flushed first. Other commands end as usual."""
+    import threading
+
     code = main()
-    if "torch" not in sys.modules:
+    # Daemon threads (tqdm's monitor) end with the process anyway; another thread is joined first.
+    working = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "torch" not in sys.modules or working:
         sys.exit(code)
     import atexit
     import logging
@@ -308,9 +312,12 @@ def run() -> None:
 
     atexit._run_exitfuncs()
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (`| head`): what was not read is lost either way
+            pass
+    os._exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ validation), so their match state is cleared afterwards.
 from __future__ import annotations
 
 import contextlib
+import threading
+
+# The rule set and RewriteRule.try_rewrite are patched for the whole process while one optimisation
+# runs: two exports in two threads take turns.
+_PATCHING = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -68,5 +73,5 @@ def optimize(model):
     applies it, less the rewrite rules with several output nodes, and faster."""
     from torch.onnx._internal._lazy_import import onnxscript_apis
 
-    with _lean_rules():
+    with _PATCHING, _lean_rules():
         return onnxscript_apis.optimize(model)
